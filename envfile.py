@@ -1,0 +1,33 @@
+"""The one .env parser (python-dotenv) for every mode: make recipes, local runs, pods.
+
+Values survive exactly: spaces, quotes, `#` inside quotes and `$` (no interpolation).
+"""
+import os
+
+ENV_FILE = ".env"
+# Values shorter than this are not scrubbed from output (e.g. "1", "true"): they are not secrets
+# and scrubbing them would garble unrelated text.
+MIN_SECRET_LENGTH = 4
+
+
+def read_env(path=ENV_FILE):
+    """The key/value pairs of a .env file ({} when it does not exist). Keys without a value are skipped."""
+    if not os.path.isfile(path):
+        return {}
+    from dotenv import dotenv_values
+
+    values = dotenv_values(path, interpolate=False, encoding="utf-8")
+    return {k: v for k, v in values.items() if v is not None and k}
+
+
+def secret_values(env):
+    """The .env values that must never appear in manifests, build/ files or output."""
+    return sorted({v for v in env.values() if len(v) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+
+
+def redact(text, secrets):
+    """Replace every secret value in text by '***'."""
+    for value in secrets:
+        if value in text:
+            text = text.replace(value, "***")
+    return text

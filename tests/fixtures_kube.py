@@ -1,0 +1,1 @@
+"""Fixtures for the Kubernetes API server double (filled in by the Kubernetes work)."""
