@@ -20,6 +20,14 @@ def read_env(path=ENV_FILE):
     return {k: v for k, v in values.items() if v is not None and k}
 
 
+def load_into_environ(values, environ=None):
+    """Put .env values into the process environment. Variables already set win (dotenv's rule), so
+    `S3_BUCKET_NAME=other make download` overrides .env for one command."""
+    environ = os.environ if environ is None else environ
+    for key, value in values.items():
+        environ.setdefault(key, value)
+
+
 def secret_values(env):
     """The .env values that must never appear in manifests, build/ files or output."""
     return sorted({v for v in env.values() if len(v) >= MIN_SECRET_LENGTH}, key=len, reverse=True)

@@ -139,8 +139,14 @@ def main(argv=None):
     _register_toolbox_package()
     from toolbox.errors import EXIT_INTERRUPTED, ToolboxError, full_tracebacks
 
+    from toolbox.envfile import load_into_environ, read_env, redact, secret_values
+
     argv = sys.argv[1:] if argv is None else argv
+    secrets = []
     try:
+        dotenv = read_env()
+        secrets = secret_values(dotenv)
+        load_into_environ(dotenv)
         args = parse_options(argv)
         if not args.command:
             build_parser().print_help()
@@ -152,13 +158,13 @@ def main(argv=None):
         if full_tracebacks():
             raise
         sys.stdout.flush()
-        print(err.format(), file=sys.stderr)
+        print(redact(err.format(), secrets), file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # e.g. `make local-dryrun | head`
-        sys.stderr.close()
+    except BrokenPipeError:  # e.g. `make local-dryrun | head`: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
 
