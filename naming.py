@@ -1,0 +1,97 @@
+"""Workload names: the one owner of the naming rule.
+
+A cell's name is `<prefix>-<project>-<model>-<dataset>-<key>-<value>...-<hash>`:
+- a valid DNS-1123 label: lower case a-z, 0-9 and '-', at most 63 characters, alphanumeric at both ends;
+- readable parts come from the visible hparams (keys without a leading `_`), in grid order;
+- when too long, hparam keys and words are abbreviated (learning_rate -> lr), then the readable part
+  is cut at a '-' boundary;
+- the last 10 characters are a hash of the WHOLE cell identity (model, dataset and every hparam,
+  hidden ones included), so two different cells never share a name, whatever was cut.
+"""
+import functools
+import hashlib
+import re
+import unicodedata
+
+MAX_NAME = 63
+HASH_CHARS = 10                     # 40 bits (hex): collisions are negligible even for 10^5 cells
+READABLE_BUDGET = MAX_NAME - HASH_CHARS - 1
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DECIMAL_POINT = re.compile(r"(?<=\d)\.(?=\d)")
+_LEADING_MINUS = re.compile(r"^-(?=\d)")
+_NOT_ALLOWED = re.compile(r"[^a-z0-9]+")
+_NUMBER = re.compile(r"^[0-9][0-9p]*(e-?[0-9]+)?$|^m[0-9][0-9p]*(e-?[0-9]+)?$")
+
+
+def is_dns_label(name):
+    return len(name) <= MAX_NAME and bool(_DNS_LABEL.match(name))
+
+
+@functools.lru_cache(maxsize=65536)
+def slug(text):
+    """Any text -> lower-case [a-z0-9-] words: '0.001' -> '0p001', '-1' -> 'm1', 'Über/x' -> 'uber-x'."""
+    text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii").lower()
+    text = _LEADING_MINUS.sub("m", _DECIMAL_POINT.sub("p", text))
+    return _NOT_ALLOWED.sub("-", text).strip("-")
+
+
+@functools.lru_cache(maxsize=65536)
+def abbreviate(word_slug):
+    """Shorten a slug: numbers and short words stay, 'cosine-with-restarts' -> 'cwr', 'dropout' -> 'dro'."""
+    if len(word_slug) <= 5 or _NUMBER.match(word_slug):
+        return word_slug
+    parts = [p for p in word_slug.split("-") if p]
+    if len(parts) == 1:
+        return parts[0][:3]
+    return "".join(p[0] for p in parts)
+
+
+def cell_hash(identity):
+    """10 hex characters (40 bits) of a BLAKE2b digest of the cell identity string."""
+    return hashlib.blake2b(identity.encode("utf-8"), digest_size=HASH_CHARS // 2).hexdigest()
+
+
+def identity_string(model, dataset, pairs):
+    """The whole identity of a cell as one unambiguous string (separators cannot occur in YAML text)."""
+    return "\x1f".join([model, dataset] + [f"{k}\x1e{v}" for k, v in pairs])
+
+
+def join_words(*parts):
+    return "-".join(p for p in parts if p)
+
+
+def fit(readable, budget=READABLE_BUDGET):
+    """Cut readable text to budget at a '-' boundary (or hard, for one long word)."""
+    if len(readable) <= budget:
+        return readable
+    cut = readable[:budget]
+    if readable[budget] != "-" and "-" in cut:
+        cut = cut[:cut.rindex("-")]
+    return cut.strip("-")
+
+
+def cell_name(head, full_parts, short_parts, digest):
+    """Name from the head (prefix-project-model-dataset slugs), the hparam fragments (full, then
+    abbreviated when too long) and the identity hash."""
+    readable = join_words(head, *full_parts)
+    if len(readable) > READABLE_BUDGET:
+        readable = fit(join_words(head, *short_parts))
+    return f"{readable}-{digest}" if readable else digest
+
+
+def pod_name(prefix, project, suffix="interactive-pod"):
+    """Name of the interactive pod: <prefix>-<project>-interactive-pod."""
+    return fit(join_words(slug(prefix or ""), slug(project), suffix), MAX_NAME)
+
+
+def next_free_name(name, taken):
+    """name, name-1, name-2, ... the first that is not taken (and still a valid label)."""
+    if name not in taken:
+        return name
+    n = 1
+    while True:
+        suffix = f"-{n}"
+        candidate = fit(name, MAX_NAME - len(suffix)) + suffix
+        if candidate not in taken:
+            return candidate
+        n += 1

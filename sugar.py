@@ -1,0 +1,140 @@
+"""Command text sugar: `##comments##`, the `[local](remote)` form and `<name>` placeholders.
+
+Commands are shell text; everything here is done once per model, and a cell only fills a compiled
+template, so expanding large grids stays fast.
+"""
+import re
+
+COMMENT = re.compile(r"##.*?##")          # non-greedy, never crosses a line (YAML blocks cannot hold comments)
+PLACEHOLDER = re.compile(r"<(\w+)>")
+# Two python/make invocations on one line with no separator between them is almost always a mistake
+# in a folded (>-) YAML block.
+_TOOL = re.compile(r"(?:^|(?<=\s))(?:python[0-9.]*|make)(?=\s)")
+
+
+def strip_comments(text):
+    return COMMENT.sub("", text)
+
+
+def _balanced_end(text, start, open_char, close_char):
+    """Index just past the bracket that closes text[start] (== open_char), or -1 if unbalanced."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == open_char:
+            depth += 1
+        elif text[i] == close_char:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return -1
+
+
+def split_local_remote(text):
+    """(local, remote) variants of a command with `[local part](remote part)` forms.
+
+    A form is `[` ... `]` with balanced brackets IMMEDIATELY followed by `(` ... `)` with balanced
+    parentheses; anything else (`a[0]`, Hydra lists, unclosed brackets) is left alone.
+    """
+    local, remote, i, n = [], [], 0, len(text)
+    while i < n:
+        if text[i] == "[":
+            close = _balanced_end(text, i, "[", "]")
+            if close != -1 and close < n and text[close] == "(":
+                end = _balanced_end(text, close, "(", ")")
+                if end != -1:
+                    local.append(text[i + 1:close - 1])
+                    remote.append(text[close + 1:end - 1])
+                    i = end
+                    continue
+        local.append(text[i])
+        remote.append(text[i])
+        i += 1
+    return "".join(local), "".join(remote)
+
+
+def has_sugar(text):
+    local, remote = split_local_remote(text)
+    return local != remote or local != text
+
+
+class _KeepUnknown(dict):
+    """Placeholder values; an unknown `<name>` stays as written (shell text like <<EOF survives)."""
+
+    __slots__ = ()
+
+    def __missing__(self, key):
+        return f"<{key}>"
+
+
+class Template:
+    """A text with `<name>` placeholders, compiled once into a format string and filled per cell."""
+
+    __slots__ = ("text", "names", "_format")
+
+    def __init__(self, text):
+        self.text = text
+        pieces = PLACEHOLDER.split(text)
+        self.names = pieces[1::2]  # odd pieces are placeholder names, even pieces literal text
+        escaped = [p.replace("{", "{{").replace("}", "}}") if i % 2 == 0 else "{" + p + "}"
+                   for i, p in enumerate(pieces)]
+        self._format = "".join(escaped)
+
+    def fill(self, values):
+        if not self.names:
+            return self.text
+        return self._format.format_map(values)
+
+    def unknown(self, known):
+        return [n for n in dict.fromkeys(self.names) if n not in known]
+
+
+def fill_values(pairs):
+    """Placeholder values of a cell: `<lr>` and `<_lr>` both name hparam `_lr`. A value that itself
+    contains placeholders of other hparams is filled too (a few levels, no cycles)."""
+    values = _KeepUnknown()
+    for key, text in pairs:
+        values[key] = text
+        values[key.lstrip("_") or key] = text
+    for key, text in values.items():
+        if "<" in text:
+            values[key] = _fill_nested(text, values, 5)
+    return values
+
+
+def _fill_nested(text, values, depth):
+    if depth == 0 or "<" not in text:
+        return text
+    filled = PLACEHOLDER.sub(lambda m: values.get(m.group(1)) or m.group(0), text)
+    return filled if filled == text else _fill_nested(filled, values, depth - 1)
+
+
+def fill_any(value, values):
+    """Fill placeholders in a settings value: str, list of str, or map of str."""
+    if isinstance(value, str):
+        return Template(value).fill(values) if "<" in value else value
+    if isinstance(value, list):
+        return [fill_any(v, values) for v in value]
+    if isinstance(value, dict):
+        return {k: fill_any(v, values) for k, v in value.items()}
+    return value
+
+
+def contains_placeholder(value):
+    if isinstance(value, str):
+        return bool(PLACEHOLDER.search(value))
+    if isinstance(value, list):
+        return any(contains_placeholder(v) for v in value)
+    if isinstance(value, dict):
+        return any(contains_placeholder(v) for v in value.values())
+    return False
+
+
+def missing_separator(text):
+    """A line invoking python/make twice with no ; & | between them (likely a forgotten separator)."""
+    for line in text.splitlines():
+        hits = list(_TOOL.finditer(line))
+        for first, second in zip(hits, hits[1:]):
+            between = line[first.end():second.start()]
+            if not any(sep in between for sep in (";", "&", "|", "(", "$", "`")):
+                return line.strip()
+    return None
