@@ -85,6 +85,8 @@ FIELDS = [
     Field("volumes", "map", {}, "cell", "PersistentVolumeClaim name -> mount path (merged key by key)."),
     Field("labels", "map", {}, "cell", "Extra labels on workloads (merged key by key)."),
     Field("server", "server", {}, "cell", "Sidecar containers: name -> {command, port, resources, volumes}."),
+    Field("shared", "number", 1.0, "cell", "Fraction of the GPU(s) a cell needs; cells below 1.0 are packed "
+          "together into one Job that runs them side by side."),
     # -- job lifecycle ------------------------------------------------------------------------------
     Field("backoff_limit", "int", 0, "cell", "Retries of a failed Job pod."),
     Field("ttl_seconds_after_finished", "int", None, "cell", "Delete finished Jobs after this many seconds."),
