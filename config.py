@@ -92,11 +92,7 @@ def load_yaml(file, problems):
             text = handle.read()
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        detail = [_source_line(text, line, col)] if line else []
-        problems.append(Problem(file, line, col, "", f"invalid YAML: {err.problem or err.context}",
-                                [d for d in detail if d]))
+        problems.append(_syntax_problem(file, text, err))
         return None
     except UnicodeDecodeError as err:
         problems.append(Problem(file, None, None, "", f"not UTF-8 text: {err.reason}"))
@@ -106,6 +102,20 @@ def load_yaml(file, problems):
         problems.append(Problem(file, 1, 1, "", "the file must be a map of keys (key: value)"))
         return None
     return src
+
+
+def _syntax_problem(file, text, err):
+    """A YAML syntax error with the offending line and a caret (and where the construct began)."""
+    mark = err.problem_mark or err.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+    details = []
+    ctx = err.context_mark
+    if err.context and ctx and (ctx.line + 1, ctx.column + 1) != (line, col):
+        details.append(f"{err.context} that starts at line {ctx.line + 1}, column {ctx.column + 1}:")
+        details.append(_source_line(text, ctx.line + 1, ctx.column + 1))
+    if line:
+        details.append(_source_line(text, line, col))
+    return Problem(file, line, col, "", f"invalid YAML: {err.problem or err.context}", [d for d in details if d])
 
 
 def _source_line(text, line, col):
@@ -218,8 +228,8 @@ def load_config(root=".", need_launch=True):
     """Load and validate both files under `root`; raises ConfigError listing every problem."""
     config = Config(root)
     problems = []
-    kube_path = os.path.join(root, KUBE_FILE)
-    launch_path = os.path.join(root, LAUNCH_FILE)
+    kube_path = os.path.normpath(os.path.join(root, KUBE_FILE))
+    launch_path = os.path.normpath(os.path.join(root, LAUNCH_FILE))
     kube = launch = None
     if os.path.isfile(kube_path):
         kube = load_yaml(kube_path, problems)
@@ -242,7 +252,7 @@ def load_config(root=".", need_launch=True):
         _load_entries(config, launch, problems)
         _load_run(config, launch, problems)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(sorted(problems, key=lambda p: (p.file != kube_path, p.line or 0, p.col or 0)))
     return config
 
 

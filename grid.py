@@ -85,6 +85,17 @@ class _Choice:
                                                            naming.abbreviate(naming.slug(v))) for k, v in visible))
 
 
+def _value_path(hp, key, text):
+    """Where one value of an hparam is written (for error messages)."""
+    for i, pairs in enumerate(hp.choices):
+        for k, v in pairs:
+            if k == key and v == text:
+                if hp.grouped:
+                    return hp.path + (pairs[0][1], key) if k != hp.key else hp.path + (text,)
+                return hp.path + ((i,) if len(hp.choices) > 1 else ())
+    return hp.path
+
+
 def _matches(text, allowed):
     if text in allowed:
         return True
@@ -137,7 +148,7 @@ class _Expander:
                                              naming.slug(project.get("project_name", "")))
 
     # -- cluster-field overrides ----------------------------------------------------------------------
-    def _override(self, hp_name, key, text, path):
+    def _override(self, hp_name, key, text, hp):
         cache_key = (hp_name, text)
         if cache_key not in self.cast_cache:
             field = fields.FIELD_BY_NAME[hp_name]
@@ -146,7 +157,7 @@ class _Expander:
             except ValueError as err:
                 self.cast_cache[cache_key] = None
                 self.problems.append(self.config.problem(
-                    self._launch_file(), path,
+                    self._launch_file(), _value_path(hp, key, text),
                     f"hparam '{key}' overrides the cluster field '{hp_name}': {err}, got {text!r}"))
         return self.cast_cache[cache_key]
 
@@ -229,14 +240,14 @@ class _Expander:
             choice_lists.append([_Choice(pairs) for pairs in allowed])
         overriding = [hp for hp in axes if hp.name in fields.SCALAR_CELL_FIELDS]
         text = self.texts[model_name]
-        head = naming.join_words(self.head_prefix, naming.slug(model_name), naming.slug(dataset_name))
+        heads = naming.heads(self.head_prefix, naming.slug(model_name), naming.slug(dataset_name))
         ident_head = f"{model_name}\x1f{dataset_name}"
         for combo in itertools.product(*choice_lists):
             pairs = tuple(itertools.chain.from_iterable(ch.pairs for ch in combo))
             identity = naming.identity_string(model_name, dataset_name, pairs) if pairs else ident_head
             if identity in seen:
                 continue  # overlapping run blocks: the same cell once
-            name = naming.cell_name(head, [ch.full for ch in combo], [ch.short for ch in combo],
+            name = naming.cell_name(heads, [ch.full for ch in combo], [ch.short for ch in combo],
                                     naming.cell_hash(identity))
             values = sugar.fill_values(pairs)
             overrides = self._overrides(overriding, combo, axes) if overriding else ()
@@ -256,14 +267,14 @@ class _Expander:
         for hp, choice in zip(axes, combo):
             if hp in overriding:
                 key, text = choice.pairs[0]
-                value = self._override(hp.name, key, text, hp.path)
+                value = self._override(hp.name, key, text, hp)
                 if value is not None:
                     result.append((hp.name, value))
-        for choice in combo:  # inner keys of named groups may override fields too
+        for hp, choice in zip(axes, combo):  # inner keys of named groups may override fields too
             for key, text in choice.pairs[1:]:
                 name = key.lstrip("_") or key
                 if name in fields.SCALAR_CELL_FIELDS:
-                    value = self._override(name, key, text, ())
+                    value = self._override(name, key, text, hp)
                     if value is not None:
                         result.append((name, value))
         return tuple(result)
@@ -303,9 +314,10 @@ def _check_names(text, known, kind):
     """A make-line filter (`model=a,b`) -> set of names; unknown names are a usage error."""
     if not text:
         return None
-    names = [n.strip() for n in str(text).split(",") if n.strip()]
+    names = [n.strip() for n in text.split(",") if n.strip()] if isinstance(text, str) else list(text)
     for name in names:
         if name not in known:
             hint = did_you_mean(name, known)
-            raise UsageError(f"{kind}={text}", f"unknown {kind} '{name}'", [hint or choices_line(known)])
+            shown = text if isinstance(text, str) else ",".join(names)
+            raise UsageError(f"{kind}={shown}", f"unknown {kind} '{name}'", [hint or choices_line(known)])
     return set(names)

@@ -70,13 +70,24 @@ def fit(readable, budget=READABLE_BUDGET):
     return cut.strip("-")
 
 
-def cell_name(head, full_parts, short_parts, digest):
-    """Name from the head (prefix-project-model-dataset slugs), the hparam fragments (full, then
-    abbreviated when too long) and the identity hash."""
-    readable = join_words(head, *full_parts)
-    if len(readable) > READABLE_BUDGET:
-        readable = fit(join_words(head, *short_parts))
+def cell_name(heads, full_parts, short_parts, digest):
+    """Name from the hparam fragments and the identity hash. `heads` are the readable heads to try,
+    longest first (prefix-project-model-dataset, then with model and dataset shortened). Each is tried
+    with full, then abbreviated hparam fragments; the shortest is cut to fit as a last resort."""
+    for head in heads:
+        for parts in (full_parts, short_parts):
+            readable = join_words(head, *parts)
+            if len(readable) <= READABLE_BUDGET:
+                return f"{readable}-{digest}" if readable else digest
+    readable = fit(join_words(heads[-1], *short_parts))
     return f"{readable}-{digest}" if readable else digest
+
+
+def heads(prefix_project, model_slug, dataset_slug, part_limit=12):
+    """Readable heads for cell_name: as is, then with model and dataset cut to `part_limit` characters."""
+    full = join_words(prefix_project, model_slug, dataset_slug)
+    short = join_words(prefix_project, fit(model_slug, part_limit), fit(dataset_slug, part_limit))
+    return (full,) if short == full else (full, short)
 
 
 def pod_name(prefix, project, suffix="interactive-pod"):

@@ -59,11 +59,11 @@ class Project:
         target.write_text(textwrap.dedent(text) if dedent else text)
         return target
 
-    def launch_yaml(self, text):
-        return self.write("config/launch.yaml", text)
+    def launch_yaml(self, text, dedent=True):
+        return self.write("config/launch.yaml", text, dedent)
 
-    def kube_yaml(self, text):
-        return self.write("config/kube.yaml", text)
+    def kube_yaml(self, text, dedent=True):
+        return self.write("config/kube.yaml", text, dedent)
 
     def env(self, text):
         return self.write(".env", text)

@@ -1,0 +1,306 @@
+"""Config loading and validation: a catalogue of broken configs with exact messages, and precedence."""
+import json
+from pathlib import Path
+
+import pytest
+
+from toolbox import fields
+from toolbox.config import load_config
+from toolbox.errors import ConfigError
+from toolbox.grid import expand
+
+KUBE = """\
+project_name: demo
+user: alice
+namespace: ns
+"""
+
+
+def problems(project, launch, kube=KUBE):
+    project.kube_yaml(kube)
+    project.launch_yaml(launch)
+    with pytest.raises(ConfigError) as info:
+        expand(load_config("."))
+    return [p.format() for p in info.value.problems]
+
+
+BROKEN = [
+    pytest.param(
+        "model:\n  a:\n    command: run\n    gpu_cout: 1\n",
+        ["error: config/launch.yaml:4:5: model.a.gpu_cout: unknown key 'gpu_cout' in a model entry\n"
+         "    did you mean 'gpu_count'?"],
+        id="typo-in-model-field"),
+    pytest.param(
+        "model:\n  a:\n    command: run\n    memory: 8GB\n",
+        ["error: config/launch.yaml:4:13: model.a.memory: expected a number, got '8GB' (a string)"],
+        id="wrong-type"),
+    pytest.param(
+        "model:\n  a:\n    hparam: {x: 1}\n",
+        ["error: config/launch.yaml:3:5: model.a: missing required key 'command'\n"
+         "    e.g. command: python src/train.py --lr <lr>"],
+        id="missing-command"),
+    pytest.param(
+        "model:\n  a:\n    command: [run]\n",
+        ["error: config/launch.yaml:3:14: model.a.command: expected a string, got a list"],
+        id="command-not-string"),
+    pytest.param(
+        "dataset:\n  d: {}\n",
+        ["error: config/launch.yaml:1:1: missing required section 'model' (a map of model name -> entry)"],
+        id="no-model-section"),
+    pytest.param(
+        "model:\n  a: {command: run}\nrun:\n  model: [b]\n",
+        ["error: config/launch.yaml:4:11: run.model[0]: unknown model 'b'\n    valid: a"],
+        id="unknown-model-in-run"),
+    pytest.param(
+        "model:\n  a: {command: run}\ndataset:\n  cifar10: {}\nrun:\n  dataset: [cifar01]\n",
+        ["error: config/launch.yaml:6:13: run.dataset[0]: unknown dataset 'cifar01'\n"
+         "    did you mean 'cifar10'?"],
+        id="dataset-typo-in-run"),
+    pytest.param(
+        "model:\n  a: {command: run}\nrun:\n  models: [a]\n",
+        ["error: config/launch.yaml:4:3: run.models: unknown key 'models' in run\n    did you mean 'model'?"],
+        id="unknown-run-key"),
+    pytest.param(
+        "model:\n  a:\n    command: run\n    hparam:\n      train:\n        paper: {_lr: 1, _s: lin}\n"
+        "        orig: {_lr: 2}\n",
+        ["error: config/launch.yaml:7:15: model.a.hparam.train.orig: group 'orig' has different keys than "
+         "'paper'\n    missing: _s\n    every group of one hparam must set the same keys"],
+        id="inconsistent-group-keys"),
+    pytest.param(
+        "model:\n  a:\n    command: run\n    hparam:\n      lr: []\n",
+        ["error: config/launch.yaml:5:11: model.a.hparam.lr: an empty list gives no cells\n"
+         "    give at least one value"],
+        id="empty-list-hparam"),
+    pytest.param(
+        "model:\n  a:\n    command: run\n    hparam:\n      lr: [[1, 2]]\n",
+        ["error: config/launch.yaml:5:12: model.a.hparam.lr[0]: expected a value, got a list\n"
+         "    for bundles of settings use named groups (see README, hparam)"],
+        id="nested-list-hparam"),
+    pytest.param(
+        "model:\n  a:\n    command: run\n    namespace: other\n",
+        ["error: config/launch.yaml:4:5: model.a.namespace: 'namespace' is project-wide and cannot be set in "
+         "a model entry\n    set it in config/kube.yaml"],
+        id="project-field-in-model"),
+    pytest.param(
+        "project_name: other\nmodel:\n  a: {command: run}\n",
+        ["error: config/launch.yaml:1:15: project_name: 'project_name' is 'other' here but 'demo' in "
+         "config/kube.yaml\n    project-wide fields must agree; remove it here or make them equal"],
+        id="project-name-conflict"),
+    pytest.param(
+        "model:\n  a:\n    command: run\n    gpu_whitelist: [A10]\n    gpu_blacklist: [A100]\n",
+        ["error: config/launch.yaml:5:20: model.a.gpu_blacklist: both gpu_whitelist and gpu_blacklist are set;"
+         " choose one\n    a whitelist allows only the listed values; a blacklist allows all others"],
+        id="white-and-black-list"),
+    pytest.param(
+        "model:\n  a:\n    command: run\n    hparam: {_gpu_count: [1, two]}\n",
+        ["error: config/launch.yaml:4:30: model.a.hparam._gpu_count[1]: hparam '_gpu_count' overrides the cluster "
+         "field 'gpu_count': expected an integer, got 'two'"],
+        id="override-cast-error"),
+    pytest.param(
+        "model:\n  a:\n    command: run <lr>\n    hparam: {lr: [1, 2]}\nrun:\n  hparam: {lrr: 1}\n",
+        ["error: config/launch.yaml:6:12: run.hparam.lrr: no hparam named 'lrr' in the selected models and "
+         "datasets\n    did you mean 'lr'?"],
+        id="unknown-run-filter"),
+    pytest.param(
+        "model:\n  a: {command: run}\n  a: {command: other}\n",
+        ["error: config/launch.yaml:3:3: model.a: duplicate key (YAML would silently keep only the last one)"],
+        id="duplicate-key"),
+    pytest.param(
+        "model:\n  a:\n    command: run\n    server: {tb: {command: tensorboard}}\n",
+        ["error: config/launch.yaml:4:18: model.a.server.tb: missing required key 'port'"],
+        id="server-missing-port"),
+    pytest.param(
+        "model:\n  a:\n    command: run\nenv: [A=1]\n",
+        ["error: config/launch.yaml:4:6: env: expected a map of strings, got a list"],
+        id="env-not-a-map"),
+    pytest.param(
+        "model:\n  a:\n    command: 'x\n",
+        ["error: config/launch.yaml:4:1: invalid YAML: found unexpected end of stream\n"
+         "    while scanning a quoted scalar that starts at line 3, column 14:\n"
+         "        command: 'x\n"
+         "                 ^"],
+        id="yaml-syntax"),
+    pytest.param(
+        "- a\n- b\n",
+        ["error: config/launch.yaml:1:1: the file must be a map of keys (key: value)"],
+        id="not-a-map"),
+]
+
+
+@pytest.mark.parametrize("launch, expected", BROKEN)
+def test_broken_config_messages(project, launch, expected):
+    assert problems(project, launch) == expected
+
+
+def test_all_problems_reported_at_once_across_files(project):
+    found = problems(project, "model:\n  a:\n    command: run\n    imag: x\n",
+                     kube=KUBE + "gpu_cout: 1\nmemory: lots\n")
+    assert [p.split(": ")[1] for p in found] == ["config/kube.yaml:4:1", "config/kube.yaml:5:9",
+                                                 "config/launch.yaml:4:5"]
+
+
+def test_kube_yaml_sections_are_pointed_to_launch_yaml(project):
+    found = problems(project, "model:\n  a: {command: run}\n", kube=KUBE + "model: {}\n")
+    assert found == ["error: config/kube.yaml:4:1: model: 'model' does not belong in config/kube.yaml\n"
+                     "    'model' is a section of config/launch.yaml (at its top level)"]
+
+
+def test_missing_project_name(project):
+    found = problems(project, "model:\n  a: {command: run}\n", kube="user: alice\n")
+    assert found == ["error: config/kube.yaml: project_name: missing required key 'project_name'\n"
+                     "    set it in config/kube.yaml (e.g. project_name: example)"]
+
+
+def test_missing_launch_yaml_is_a_clear_error(project, cli):
+    result = cli("local")
+    assert result.code == 2
+    assert "error: config/launch.yaml: file not found" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_config_error_exit_code_and_nothing_runs(project, cli):
+    project.launch_yaml("model:\n  a:\n    command: touch ran.txt\n    gpu_cout: 1\n")
+    result = cli("local")
+    assert result.code == 2
+    assert "1 configuration problem; nothing was run." in result.err
+    assert not (project.path / "ran.txt").exists()
+
+
+# -- precedence: default < kube.yaml < launch root < dataset < model < hparam -------------------------
+PRECEDENCE = [
+    pytest.param({}, {}, {}, {}, None, 0, id="default"),
+    pytest.param({"gpu_count": 3}, {}, {}, {}, None, 3, id="kube"),
+    pytest.param({"gpu_count": 3}, {"gpu_count": 4}, {}, {}, None, 4, id="launch-root"),
+    pytest.param({"gpu_count": 3}, {"gpu_count": 4}, {"gpu_count": 5}, {}, None, 5, id="dataset"),
+    pytest.param({"gpu_count": 3}, {"gpu_count": 4}, {"gpu_count": 5}, {"gpu_count": 6}, None, 6, id="model"),
+    pytest.param({"gpu_count": 3}, {"gpu_count": 4}, {"gpu_count": 5}, {"gpu_count": 6}, "7", 7, id="hparam"),
+]
+
+
+def _yaml_map(values, indent):
+    return "".join(f"{' ' * indent}{k}: {json.dumps(v)}\n" for k, v in values.items())
+
+
+@pytest.mark.parametrize("kube, root, dataset, model, hparam, expected", PRECEDENCE)
+def test_one_precedence_rule(project, kube, root, dataset, model, hparam, expected):
+    project.kube_yaml(KUBE + _yaml_map(kube, 0))
+    hp = f"    hparam: {{_gpu_count: {hparam}}}\n" if hparam else ""
+    project.launch_yaml("model:\n  m:\n    command: run\n" + _yaml_map(model, 4) + hp +
+                        "dataset:\n  d:\n    hparam: {x: 1}\n" + _yaml_map(dataset, 4) + _yaml_map(root, 0))
+    (cell,) = expand(load_config(".")).cells
+    assert cell.settings["gpu_count"] == expected
+
+
+def test_map_fields_merge_key_by_key(project):
+    project.kube_yaml(KUBE + "volumes: {data: /data, home: /home}\nenv: {A: kube, B: kube}\n")
+    project.launch_yaml("""\
+        env: {B: root, C: root}
+        model:
+          m:
+            command: run
+            env: {C: model}
+            volumes: {scratch: /scratch}
+        dataset:
+          d: {env: {D: dataset}}
+    """)
+    (cell,) = expand(load_config(".")).cells
+    assert cell.settings["env"] == {"A": "kube", "B": "root", "C": "model", "D": "dataset"}
+    assert cell.settings["volumes"] == {"data": "/data", "home": "/home", "scratch": "/scratch"}
+
+
+def test_whitelist_at_higher_layer_replaces_lower_blacklist(project):
+    project.kube_yaml(KUBE + "gpu_blacklist: [NVIDIA-A10]\n")
+    project.launch_yaml("model:\n  m:\n    command: run\n    gpu_whitelist: [NVIDIA-A100]\n")
+    (cell,) = expand(load_config(".")).cells
+    assert cell.settings["gpu_whitelist"] == ["NVIDIA-A100"]
+    assert cell.settings["gpu_blacklist"] is None
+
+
+def test_null_resets_to_default(project):
+    project.kube_yaml(KUBE + "file: [a.txt]\nmemory: 64\n")
+    project.launch_yaml("model:\n  m:\n    command: run\n    file: null\n    memory: ~\n")
+    (cell,) = expand(load_config(".")).cells
+    assert cell.settings["file"] == []
+    assert cell.settings["memory"] == 32
+
+
+def test_derived_defaults(project):
+    project.kube_yaml(KUBE)
+    project.launch_yaml("model:\n  m: {command: run}\n")
+    (cell,) = expand(load_config(".")).cells
+    s = cell.settings
+    assert s["image"] == "gitlab-registry.nrp-nautilus.io/alice/demo:latest"
+    assert s["image_pull_secrets"] == "demo-read-registry"
+    assert s["conda_env_name"] == "demo"
+    assert s["prefix"] == "alice"
+    assert s["deploy_key_secret"] == "demo-deploy-key"
+
+
+def test_hparam_override_of_gitlab_user_changes_default_image(project):
+    project.kube_yaml(KUBE)
+    project.launch_yaml("model:\n  m:\n    command: run\n    hparam: {_gitlab_user: [bob, carol]}\n")
+    images = [c.settings["image"] for c in expand(load_config(".")).cells]
+    assert images == ["gitlab-registry.nrp-nautilus.io/bob/demo:latest",
+                      "gitlab-registry.nrp-nautilus.io/carol/demo:latest"]
+
+
+def test_launch_root_may_repeat_project_name(project):
+    project.kube_yaml(KUBE)
+    project.launch_yaml("project_name: demo\nmodel:\n  m: {command: run}\n")
+    assert load_config(".").project["project_name"] == "demo"
+
+
+def test_local_only_project_without_kube_yaml(project):
+    (project.path / "config" / "kube.yaml").unlink()
+    project.launch_yaml("project_name: solo\nmodel:\n  m: {command: run}\n")
+    (cell,) = expand(load_config(".")).cells
+    assert cell.name.startswith("solo-m-")
+    assert cell.settings["image"] is None  # needs user: only cluster commands require it
+
+
+def test_yaml_anchors_and_merge_keys(project):
+    project.launch_yaml("""\
+        model:
+          a: &a
+            command: run <x>
+            gpu_count: 2
+            hparam: {x: 1}
+          b:
+            <<: *a
+            gpu_count: 1
+    """)
+    cells = expand(load_config(".")).cells
+    assert [(c.model, c.settings["gpu_count"], c.command) for c in cells] == [("a", 2, "run 1"), ("b", 1, "run 1")]
+
+
+# -- JSON Schema ---------------------------------------------------------------------------------------
+def test_shipped_schemas_match_the_field_table(tmp_path):
+    fields.write_schemas(str(tmp_path))
+    for name in fields.SCHEMAS:
+        shipped = Path(fields.SCHEMA_DIR, name).read_text()
+        assert (tmp_path / name).read_text() == shipped, f"schemas/{name} is stale: run `python fields.py`"
+
+
+def test_schemas_accept_the_example_and_reject_typos():
+    import jsonschema
+    import yaml
+
+    from conftest import ROOT
+
+    example = ROOT / "examples" / "quickstart" / "config"
+    launch = yaml.safe_load((example / "launch.yaml").read_text())
+    kube = yaml.safe_load((example / "kube.yaml").read_text())
+    jsonschema.validate(launch, fields.launch_schema())
+    jsonschema.validate(kube, fields.kube_schema())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**kube, "gpu_cout": 1}, fields.kube_schema())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"model": {"a": {"command": "x", "memory": "lots"}}}, fields.launch_schema())
+
+
+def test_every_field_is_documented_in_readme():
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [f.name for f in fields.FIELDS if f"`{f.name}`" not in readme]
+    assert not missing, f"fields missing from README.md: {missing}"
