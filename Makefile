@@ -16,6 +16,12 @@ PYTHON ?= $(firstword $(if $(VIRTUAL_ENV),$(wildcard $(VIRTUAL_ENV)/bin/python))
 IN_TOOLBOX := $(and $(wildcard __init__.py),$(filter $(CURDIR)/launch.py,$(realpath launch.py)))
 LAUNCH = $(if $(IN_TOOLBOX),$(error This is the toolbox checkout itself. Add it to your project as a submodule at src/toolbox and symlink Makefile and launch.py into the project root (README.md, "Install"); here only `make test`, `make demo` and `make help` work),$(PYTHON) $(TOOLBOX_DIR)/launch.py)
 
+# Make variables users pass (make download file=...) reach Python through the environment. Keep their
+# text literal: without this, make would expand `$(...)` inside a value (even `$(shell ...)`).
+USER_VARS := model dataset jobs gpus gpus_per_run fail_fast overwrite yes name pod context file local_path \
+             checksum delete direction folder interval delete_after_upload target bash key known_hosts
+$(foreach v,$(USER_VARS),$(if $(filter command line,$(origin $v)),$(eval override $v := $$(value $v))$(eval export $v)))
+
 -include project.mk
 
 .PHONY: help
