@@ -75,10 +75,13 @@ class _ModelText:
 class _Choice:
     """One value of one axis, with its name fragments precomputed."""
 
-    __slots__ = ("pairs", "full", "short", "identity")
+    __slots__ = ("pairs", "full", "short", "identity", "values", "nested")
 
     def __init__(self, pairs):
         self.pairs = pairs
+        self.identity = naming.identity_string("", "", pairs)[2:]  # this axis' part of the cell identity
+        self.values = sugar.fill_values(pairs)
+        self.nested = any("<" in v for _, v in pairs)
         visible = [(k, v) for k, v in pairs if not k.startswith("_")]
         self.full = naming.join_words(*(naming.join_words(naming.slug(k), naming.slug(v)) for k, v in visible))
         self.short = naming.join_words(*(naming.join_words(naming.abbreviate(naming.slug(k)),
@@ -241,15 +244,21 @@ class _Expander:
         overriding = [hp for hp in axes if hp.name in fields.SCALAR_CELL_FIELDS]
         text = self.texts[model_name]
         heads = naming.heads(self.head_prefix, naming.slug(model_name), naming.slug(dataset_name))
-        ident_head = f"{model_name}\x1f{dataset_name}"
+        ident_head = naming.identity_string(model_name, dataset_name, ())
+        nested = any(ch.nested for choices in choice_lists for ch in choices)
         for combo in itertools.product(*choice_lists):
             pairs = tuple(itertools.chain.from_iterable(ch.pairs for ch in combo))
-            identity = naming.identity_string(model_name, dataset_name, pairs) if pairs else ident_head
+            identity = "\x1f".join([ident_head] + [ch.identity for ch in combo])
             if identity in seen:
                 continue  # overlapping run blocks: the same cell once
             name = naming.cell_name(heads, [ch.full for ch in combo], [ch.short for ch in combo],
                                     naming.cell_hash(identity))
-            values = sugar.fill_values(pairs)
+            if nested:
+                values = sugar.fill_values(pairs)
+            else:
+                values = sugar.KeepUnknown()
+                for ch in combo:
+                    values.update(ch.values)
             overrides = self._overrides(overriding, combo, axes) if overriding else ()
             settings = self._settings(dataset_name, model_name, overrides, values)
             remote = text.remote.fill(values)

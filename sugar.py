@@ -57,7 +57,7 @@ def has_sugar(text):
     return local != remote or local != text
 
 
-class _KeepUnknown(dict):
+class KeepUnknown(dict):
     """Placeholder values; an unknown `<name>` stays as written (shell text like <<EOF survives)."""
 
     __slots__ = ()
@@ -91,7 +91,7 @@ class Template:
 def fill_values(pairs):
     """Placeholder values of a cell: `<lr>` and `<_lr>` both name hparam `_lr`. A value that itself
     contains placeholders of other hparams is filled too (a few levels, no cycles)."""
-    values = _KeepUnknown()
+    values = KeepUnknown()
     for key, text in pairs:
         values[key] = text
         values[key.lstrip("_") or key] = text
