@@ -48,7 +48,7 @@ schema:
 	@$(LAUNCH) schema
 
 ##@ Kubernetes
-.PHONY: job dryrun pod pod-dryrun copy status logs delete delete_job delete_pod clean_jobs retry
+.PHONY: job dryrun pod pod-dryrun copy status logs delete delete_job delete_pod clean_jobs retry deploy_key
 ## Submit one Job per cell (overwrite=true replaces existing jobs)
 job:
 	@$(LAUNCH) job
@@ -79,12 +79,15 @@ delete_job:
 ## Delete your pods of this project (asks first; yes=1 skips)
 delete_pod:
 	@$(LAUNCH) delete_pod
-## Delete your failed jobs of this project
+## Delete your failed jobs of this project (asks first; yes=1 skips)
 clean_jobs:
 	@$(LAUNCH) clean_jobs
-## Recreate only the failed cells
+## Recreate only the failed cells (asks first; yes=1 skips)
 retry:
 	@$(LAUNCH) retry
+## Store the git deploy key as a Secret for `git pull` in pods (key=FILE, known_hosts=FILE)
+deploy_key:
+	@$(LAUNCH) deploy_key
 
 ##@ S3 storage (file= is a path or pattern relative to the project root and the bucket root)
 .PHONY: upload up download down list ls find fd remove rm sync interactive monitor mn

@@ -38,6 +38,8 @@ OPTIONS = {
     "name": (str, "a cell (job) name"),
     "pod": (str, "interactive pod name"),
     "context": (str, "kubeconfig context"),
+    "key": (str, "private key file of the read-only deploy key"),
+    "known_hosts": (str, "known_hosts file of the git SSH host (default: ssh-keyscan)"),
     "file": (str, "S3 path or pattern, relative to the project root / bucket root"),
     "local_path": (str, "local folder that mirrors the bucket root (default .)"),
     "checksum": (bool, "compare content hashes instead of size+mtime"),
@@ -73,6 +75,8 @@ COMMANDS = {
     "delete_pod": ("kubecli:cmd_delete_pod", ["yes", "context"], "delete this user's pods of this project"),
     "clean_jobs": ("kubecli:cmd_clean_jobs", ["yes", "context"], "delete failed jobs"),
     "retry": ("kubecli:cmd_retry", ["model", "dataset", "yes", "context"], "recreate failed cells"),
+    "deploy_key": ("kubecli:cmd_deploy_key", ["key", "known_hosts", "context"],
+                   "store the git deploy key as a Secret for pods"),
     # S3 (s3utils.py)
     "upload": ("s3utils:cmd_upload", ["file", "local_path", "overwrite", "checksum"], "upload to S3"),
     "download": ("s3utils:cmd_download", ["file", "local_path", "overwrite", "checksum"], "download from S3"),

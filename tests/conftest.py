@@ -32,7 +32,7 @@ pytest_plugins = ["fixtures_s3", "fixtures_kube"]
 # shell cannot change results.
 MAKE_VARS = ["model", "dataset", "jobs", "gpus", "gpus_per_run", "fail_fast", "overwrite", "yes", "name",
              "pod", "context", "file", "local_path", "checksum", "delete", "direction", "folder", "interval",
-             "delete_after_upload", "target", "bash", "NODE_NAME", "CUDA_VISIBLE_DEVICES", "TOOLBOX_FULL_ERROR"]
+             "delete_after_upload", "target", "bash", "key", "known_hosts", "NODE_NAME", "CUDA_VISIBLE_DEVICES", "TOOLBOX_FULL_ERROR"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Benchmark of the Kubernetes commands against the API server double on loopback (a table, not a test).
+
+    .venv/bin/python bench/submit.py [--sizes 100,1000] [--dryrun 10000] [--original 100] [--validate]
+
+Each row runs the real `make <target>` in a temporary project laid out like a user's (src/toolbox -> this
+checkout, symlinked Makefile and launch.py) and times it end to end (process start to exit). The double
+runs in its own process (`tests/kube_double --no-validate` unless --validate: schema-checking every body
+costs the double, not the toolbox). "original" replays what the original toolbox did per cell: one
+`kubectl get job` and one `kubectl create -f` process each, one cell after the other.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+TARGETS = {"job-100": 0.5, "job-1000": 5.0, "status-1000": 1.0, "dryrun-10000": 3.0}
+
+
+def grid_yaml(cells):
+    """A launch.yaml with exactly `cells` cells (lr x seed)."""
+    seeds = 10 if cells >= 10 else cells
+    lrs = cells // seeds
+    return ("model:\n  train:\n    command: python src/train.py --lr <lr> --seed <seed>\n    hparam:\n"
+            f"      lr: [{', '.join(str(round(0.001 * (i + 1), 6)) for i in range(lrs))}]\n"
+            f"      seed: [{', '.join(str(i) for i in range(seeds))}]\n")
+
+
+def make_project(base, name, cells, user):
+    path = Path(base) / name
+    (path / "src").mkdir(parents=True)
+    (path / "config").mkdir()
+    os.symlink(ROOT, path / "src" / "toolbox")
+    os.symlink("src/toolbox/Makefile", path / "Makefile")
+    os.symlink("src/toolbox/launch.py", path / "launch.py")
+    (path / "config" / "kube.yaml").write_text(f"project_name: bench\nuser: {user}\nnamespace: ns\n")
+    (path / "config" / "launch.yaml").write_text(grid_yaml(cells))
+    (path / ".env").write_text("WANDB_API_KEY=bench-secret-value\n")
+    return path
+
+
+def timed(command, cwd, env):
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return seconds, done.stdout
+
+
+def start_double(tmp, validate):
+    kubeconfig = Path(tmp) / "kubeconfig"
+    command = [PYTHON, str(ROOT / "tests" / "kube_double"), "--port", "0", "--kubeconfig", str(kubeconfig)]
+    if not validate:
+        command.append("--no-validate")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().strip()
+    if not url:
+        sys.exit("the double did not start")
+    return proc, kubeconfig
+
+
+def floor(env, cwd):
+    """The fixed cost of any command: interpreter start and imports of the job command's modules."""
+    code = ("import importlib.util as u; s = u.spec_from_file_location('b', 'launch.py'); m = u.module_from_spec(s);"
+            " s.loader.exec_module(m); m._register_toolbox_package(); import toolbox.kubecli, toolbox.runners, "
+            "toolbox.kubeutils, jinja2, dotenv; from toolbox.kubeapi import client_modules; client_modules()")
+    best = min(timed([PYTHON, "-c", code], cwd, env)[0] for _ in range(3))
+    return best
+
+
+def create_files_floor(count, size, base):
+    """How long this disk takes to create `count` files of `size` bytes (pure Python, no toolbox)."""
+    folder = Path(base) / "files-floor"
+    folder.mkdir()
+    data = b"x" * size
+    started = time.perf_counter()
+    for i in range(count):
+        fd = os.open(folder / f"{i}.yaml", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, data)
+        os.close(fd)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(folder)
+    return seconds
+
+
+def original(project, env, cells, kubectl):
+    """The original's per-cell submission: `kubectl get job` then `kubectl create -f`, sequentially."""
+    timed(["make", "dryrun"], project, env)
+    manifests = sorted((project / "build").glob("bench-*.yaml")) or sorted((project / "build").glob("*.yaml"))
+    started = time.perf_counter()
+    for path in manifests[:cells]:
+        name = path.stem
+        subprocess.run([kubectl, "--namespace=ns", "get", "job", name, "-o", "json"], env=env, capture_output=True)
+        done = subprocess.run([kubectl, "--namespace=ns", "create", "-f", str(path)], env=env, capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            sys.exit(f"kubectl create failed: {done.stderr}")
+    return time.perf_counter() - started
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000", help="cells for `make job` (comma-separated)")
+    parser.add_argument("--status", type=int, default=1000, help="cells for `make status`")
+    parser.add_argument("--dryrun", type=int, default=10000, help="cells for `make dryrun`")
+    parser.add_argument("--original", type=int, default=100, help="cells for the original's kubectl loop (0: skip)")
+    parser.add_argument("--validate", action="store_true", help="the double schema-validates every body")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="toolbox-bench-") as tmp:
+        double, kubeconfig = start_double(tmp, args.validate)
+        env = dict(os.environ, KUBECONFIG=str(kubeconfig), PYTHON=PYTHON, KUBECACHEDIR=str(Path(tmp) / "kcache"))
+        for var in ("model", "dataset", "overwrite", "yes", "name", "pod", "context"):
+            env.pop(var, None)
+        try:
+            base = make_project(tmp, "floor", 1, "floor")
+            rows.append(("fixed cost: python start + imports (best of 3)", None, floor(env, base), ""))
+            for index, cells in enumerate(int(s) for s in args.sizes.split(",") if s):
+                project = make_project(tmp, f"job{cells}", cells, f"u{index}")
+                seconds, out = timed(["make", "job"], project, env)
+                assert f"{cells} created" in out, out[-500:]
+                rows.append((f"make job, {cells} cells (all new)", TARGETS.get(f"job-{cells}"), seconds, ""))
+                seconds, out = timed(["make", "job"], project, env)
+                assert f"{cells} skipped" in out, out[-500:]
+                rows.append((f"make job again, {cells} cells (all exist)", None, seconds, "one list call"))
+            if args.status:
+                project = make_project(tmp, "status", args.status, "st")
+                timed(["make", "job"], project, env)
+                seconds, out = timed(["make", "status"], project, env)
+                assert f"{args.status} cells:" in out
+                rows.append((f"make status, {args.status} cells", TARGETS.get(f"status-{args.status}"), seconds,
+                             "two list calls"))
+            if args.dryrun:
+                project = make_project(tmp, "dryrun", args.dryrun, "dr")
+                seconds, _ = timed(["make", "dryrun"], project, env)
+                size = (project / "build" / next(os.scandir(project / "build")).name).stat().st_size
+                disk = create_files_floor(args.dryrun, size, tmp)
+                rows.append((f"make dryrun, {args.dryrun} cells (new build/)", TARGETS.get(f"dryrun-{args.dryrun}"),
+                             seconds, f"this disk alone creates {args.dryrun} such files in {disk:.2f} s"))
+                seconds, _ = timed(["make", "dryrun"], project, env)
+                rows.append((f"make dryrun again, {args.dryrun} cells (unchanged)", None, seconds,
+                             "unchanged files are not rewritten"))
+            if args.original:
+                kubectl = shutil.which("kubectl") or str(Path(PYTHON).parent / "kubectl")
+                project = make_project(tmp, "original", args.original, "orig")
+                seconds = original(project, env, args.original, kubectl)
+                rows.append((f"original: 2 kubectl per cell, {args.original} cells", None, seconds,
+                             "what the original toolbox did"))
+        finally:
+            double.terminate()
+            double.wait(10)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"Kubernetes API double on loopback ({'validating' if args.validate else 'no schema validation'}); "
+          f"{os.cpu_count()} CPUs, load average {load:.1f} at the end.\n")
+    print("| scenario | target | measured | |")
+    print("|---|---|---|---|")
+    for label, target, seconds, note in rows:
+        verdict = "" if target is None else ("ok" if seconds <= target else "OVER")
+        target_text = f"<= {target:g} s" if target else ""
+        print(f"| {label} | {target_text} | {seconds:.2f} s | {verdict} {note}".rstrip() + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

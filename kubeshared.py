@@ -1,0 +1,64 @@
+"""Shared-GPU packing: cells whose `shared` is below 1.0 run side by side in one Job.
+
+Cells pack together when everything but their command and CPU/memory/storage is the same (image, GPUs,
+env, labels, volumes, scheduling, start-up...), so the packed container is right for every member. Packs
+are filled greedily in grid order until the next member would push the sum of `shared` above 1.0. A pack
+requests the SUM of its members' CPU, memory and storage (the original took the max of memory) and the
+common GPU count; its name is `<prefix>-<project>-shared-<hash of the members>` (always a valid name).
+Members run as background `bash -c` processes (no GNU parallel), each with its own TOOLBOX_CELL_NAME and
+a `[cell]` prefix on its output; the Job fails if any member fails.
+"""
+import json
+
+from toolbox import naming
+
+SUMMED = ("cpu_count", "memory", "ephemeral_storage")
+_NOT_IN_KEY = frozenset(SUMMED + ("shared",))
+EPSILON = 1e-9
+
+
+def is_shared(cell):
+    shared = cell.settings.get("shared")
+    return shared is not None and 0 < shared < 1
+
+
+def _pool_key(settings):
+    return json.dumps({k: v for k, v in settings.items() if k not in _NOT_IN_KEY}, sort_keys=True, default=str)
+
+
+def pack_name(settings, members):
+    head = naming.join_words(naming.slug(settings.get("prefix") or ""), naming.slug(settings["project_name"]),
+                             "shared")
+    digest = naming.cell_hash("\x1f".join(c.name for c in members))
+    return f"{naming.fit(head, naming.MAX_NAME - len(digest) - 1)}-{digest}"
+
+
+def pack(cells):
+    """(single cells, [(pack name, members)]) in grid order."""
+    singles, pools, order = [], {}, []
+    for cell in cells:
+        if not is_shared(cell):
+            singles.append(cell)
+            continue
+        key = _pool_key(cell.settings)
+        if key not in pools:
+            pools[key] = [[]]
+            order.append(key)
+        current = pools[key][-1]
+        if current and sum(c.settings["shared"] for c in current) + cell.settings["shared"] > 1 + EPSILON:
+            current = []
+            pools[key].append(current)
+        current.append(cell)
+    packs = []
+    for key in order:
+        for members in pools[key]:
+            packs.append((pack_name(members[0].settings, members), members))
+    return singles, packs
+
+
+def merged_settings(members):
+    settings = dict(members[0].settings)
+    for key in SUMMED:
+        settings[key] = sum(c.settings[key] for c in members)
+    settings["shared"] = 1.0
+    return settings
