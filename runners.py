@@ -75,10 +75,10 @@ def gpu_slots(gpus, per_run):
 def run_sequential(cells, in_cluster, fail_fast, slot=None):
     results = []
     for position, cell in enumerate(cells, 1):
-        command = cell.command_for(in_cluster)
-        print(header(cell, position, len(cells), command), flush=True)
         started = time.monotonic()
         try:
+            command = cell.command_for(in_cluster)
+            print(header(cell, position, len(cells), command), flush=True)
             code = subprocess.call(["bash", "-c", command], env=cell_environment(cell, gpus=slot))
         except KeyboardInterrupt:
             results.append(Result(cell, "interrupted", None, time.monotonic() - started))

@@ -154,7 +154,7 @@ def test_interrupt_stops_runs_and_exits_130(project):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 10
     line = ""
-    while "started" not in line and time.monotonic() < deadline:
+    while line != "started\n" and time.monotonic() < deadline:
         line = proc.stdout.readline()
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=10)
