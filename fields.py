@@ -64,7 +64,8 @@ FIELDS = [
           "Secret holding the read deploy key for `git pull` in pods (see `make deploy_key`)."),
     Field("ssh_host", "str", "gitlab-ssh.nrp-nautilus.io", "cell", "Git SSH host (for known_hosts of the deploy key)."),
     Field("ssh_port", "int", 30622, "cell", "Git SSH port."),
-    Field("startup_script", "str", None, "cell", "Replaces the default start-up script entirely."),
+    Field("startup_script", "str", None, "cell", "Replaces the default start-up steps (git pull, conda "
+          "activation); shipped files, PYTHONPATH, extra_startup_script and the command still follow."),
     Field("extra_startup_script", "str", None, "cell", "Runs after the start-up script, before the command."),
     Field("server_command", "str", "sleep infinity", "cell", "Main command of interactive pods."),
     Field("env", "map", {}, "cell", "Extra environment variables (merged key by key; not secret)."),
@@ -81,7 +82,8 @@ FIELDS = [
     Field("gpu_blacklist", "list", None, "cell", "Never nodes with these GPU products."),
     Field("hostname_whitelist", "list", None, "cell", "Only these nodes."),
     Field("hostname_blacklist", "list", None, "cell", "Never these nodes."),
-    Field("tolerations", "list", [], "cell", "Taint keys to tolerate (NoSchedule)."),
+    Field("tolerations", "list", [], "cell", "Taints to tolerate: `key` (any value), `key=value`, "
+          "optionally `:Effect` (default NoSchedule)."),
     Field("volumes", "map", {}, "cell", "PersistentVolumeClaim name -> mount path (merged key by key)."),
     Field("labels", "map", {}, "cell", "Extra labels on workloads (merged key by key)."),
     Field("server", "server", {}, "cell", "Sidecar containers: name -> {command, port, resources, volumes}."),
