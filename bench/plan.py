@@ -73,6 +73,9 @@ def expansion_rate(root):
 
 
 def main():
+    # Measure commands as users run them, with Python's bytecode cache (this machine's sessions set
+    # PYTHONDONTWRITEBYTECODE=1, which recompiles every module of every command).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     py = f"PYTHON={sys.executable}"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -223,6 +223,9 @@ def report(rows, noop):
 
 
 def main():
+    # Measure commands as users run them, with Python's bytecode cache (this machine's sessions set
+    # PYTHONDONTWRITEBYTECODE=1, which recompiles every module of every command).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
     args = parser.parse_args()

@@ -160,3 +160,13 @@ def test_interrupt_stops_runs_and_exits_130(project):
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 130
     assert "interrupted" in out and "not run" in out
+
+
+def test_error_messages_never_show_secret_values(project, cli):
+    project.env("AWS_SECRET_ACCESS_KEY=sekrit-value-123\nS3_BUCKET_NAME=my-bucket\n")
+    project.launch_yaml("model:\n  m: {command: x}\n")
+    result = cli("local-dryrun", model="sekrit-value-123")
+    assert result.code == 2
+    assert "sekrit-value-123" not in result.err and "unknown model '***'" in result.err
+    result = cli("local-dryrun", model="my-bucket")
+    assert "unknown model 'my-bucket'" in result.err  # public settings (bucket, endpoint) stay readable
