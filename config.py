@@ -183,6 +183,31 @@ class Config:
         line, col = src.locate(path, key=key) if src else (None, None)
         return Problem(file, line, col, _dotted(path), what, [d for d in details if d])
 
+    def field_source(self, field, dataset=None, model=None):
+        """(file, key path) of the layer a cell's value of `field` comes from (None: the default)."""
+        launch = next((f for f in self.sources if f.endswith("launch.yaml")), LAUNCH_FILE)
+        kube = next((f for f in self.sources if f.endswith("kube.yaml")), KUBE_FILE)
+        entries = [self.models.get(model), self.datasets.get(dataset)]
+        for entry in entries:
+            if entry is not None and field in entry.settings:
+                return launch, entry.path + (field,)
+        if field in self.root_layer or field in getattr(self, "_launch_project", {}):
+            return launch, (field,)
+        if field in self.kube_layer or field in self.project:
+            return kube, (field,)
+        return None
+
+    def locate(self, problem, dataset=None, model=None):
+        """A problem about a field (Problem.path) of a cell/pod, pointed at the line that set the field;
+        where it was reported (a cell name) becomes a detail."""
+        source = self.field_source(problem.path, dataset, model) if problem.path else None
+        if source is None:
+            return problem
+        located = self.problem(source[0], source[1], problem.what, problem.details)
+        if problem.file and problem.file != source[0]:
+            located.details.append(f"(in {problem.file})")
+        return located
+
     def base_settings(self, dataset, model):
         """Resolved cluster settings of a (dataset, model) pair before hparam overrides."""
         layers = [self.kube_layer, self.root_layer, self.datasets[dataset].settings, self.models[model].settings]

@@ -24,23 +24,24 @@ REPLACE_WAIT = 60.0
 
 
 # -- settings and connection ------------------------------------------------------------------------------
-def check_cluster_fields(project, where=KUBE_FILE):
+def check_cluster_fields(config, where=KUBE_FILE):
     """user and namespace (and project_name) are needed for anything that touches the cluster, and must be
     usable in label selectors and as a namespace."""
     from toolbox.kubespec import check_identity
 
+    project = config.project
     missing = [key for key in REQUIRED_FOR_CLUSTER if not project.get(key)]
     if missing:
         raise ConfigError([Problem(where, None, None, key, f"missing required key '{key}'",
                                    ["needed for cluster commands (make job, pod, status, ...)"]) for key in missing])
     problems = check_identity(project)
     if problems:
-        raise ConfigError([Problem(where, None, None, key, message) for key, message in problems])
+        raise ConfigError([config.locate(Problem(where, None, None, key, message)) for key, message in problems])
 
 
 def project_settings(config):
     """Settings of the project outside any cell (kube.yaml + launch.yaml root): pods, deletes."""
-    check_cluster_fields(config.project)
+    check_cluster_fields(config)
     return finalize(merge_layers([config.kube_layer, config.root_layer]), config.project)
 
 
@@ -108,13 +109,18 @@ def prepare(args):
     from toolbox.runners import load_grid
 
     grid = load_grid(args)
-    check_cluster_fields(grid.config.project)
+    check_cluster_fields(grid.config)
     renderer = kubeutils.Renderer(".", read_env(), kubeutils.sweep_id(grid.cells))
     singles, packs = kubeshared.pack(grid.cells)
     units = [Unit(cell.name, renderer.cell_manifest(cell), [cell]) for cell in singles]
     units += [Unit(name, renderer.pack_manifest(name, members), members) for name, members in packs]
-    renderer.check()
+    cells = {cell.name: cell for cell in grid.cells}
+    renderer.check(lambda p: grid.config.locate(p, *_model_dataset(cells.get(p.file))))
     return Prepared(grid, renderer, units)
+
+
+def _model_dataset(cell):
+    return (cell.dataset, cell.model) if cell else (None, None)
 
 
 def pack_lines(prepared):

@@ -25,14 +25,15 @@ CREATE_ATTEMPTS = 10
 
 
 def _prepare(args):
-    settings = project_settings(load_config(".", need_launch=False))
+    config = load_config(".", need_launch=False)
+    settings = project_settings(config)
     base = args.pod or naming.pod_name(settings.get("prefix"), settings["project_name"])
     if not naming.is_dns_label(base):
         raise UsageError(f"pod={base}", "not a valid pod name",
                          ["lower-case letters, digits and '-', at most 63 characters"])
     renderer = kubeutils.Renderer(".", read_env())
     text = renderer.pod_manifest(settings, base)
-    renderer.check()
+    renderer.check(config.locate)
     for warning in renderer.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return settings, base, renderer, text

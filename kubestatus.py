@@ -305,7 +305,7 @@ def cmd_status(args):
     from toolbox.runners import load_grid
 
     grid = load_grid(args)
-    check_cluster_fields(grid.config.project)
+    check_cluster_fields(grid.config)
     settings = grid.cells[0].settings
     with connect(settings, args) as cluster:
         jobs = cluster.list("Job", selector(settings))
@@ -319,7 +319,7 @@ def cmd_logs(args):
     from toolbox.runners import load_grid
 
     grid = load_grid(args)
-    check_cluster_fields(grid.config.project)
+    check_cluster_fields(grid.config)
     settings = grid.cells[0].settings
     job_of = _jobs_of(grid.cells)
     printer = Printer()

@@ -146,12 +146,15 @@ class Renderer:
         else:
             self._problems[key] = [Problem(where, None, None, field, message, details), 1]
 
-    def check(self):
-        """Raise ConfigError with every problem found so far (nothing has been sent)."""
+    def check(self, locate=None):
+        """Raise ConfigError with every problem found so far (nothing has been sent). `locate` points a
+        problem at the config line that set its field (Config.locate)."""
         if not self._problems:
             return
         problems = []
         for problem, count in self._problems.values():
+            if locate:
+                problem = locate(problem)
             if count > 1:
                 problem.details.append(f"(and {count - 1} more cell{'s' if count > 2 else ''})")
             problems.append(problem)

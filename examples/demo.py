@@ -21,6 +21,12 @@ def setup():
     os.symlink(os.path.join("src", "toolbox", "Makefile"), os.path.join(DEMO, "Makefile"))
     os.symlink(os.path.join("src", "toolbox", "launch.py"), os.path.join(DEMO, "launch.py"))
     shutil.copy(os.path.join(DEMO, ".env.example"), os.path.join(DEMO, ".env"))
+    # the README asks users to fill in their namespace and user name; the demo uses stand-ins
+    kube = os.path.join(DEMO, "config", "kube.yaml")
+    with open(kube) as f:
+        text = f.read().replace("<NAMESPACE>", "demo-namespace").replace("<USER>", "demo-user")
+    with open(kube, "w") as f:
+        f.write(text)
 
 
 def make(*args):

@@ -359,3 +359,18 @@ def test_a_huge_startup_script_is_refused(project, cli):
     project.launch_yaml(LAUNCH)
     result = cli("dryrun")
     assert result.code == 2 and "a container command argument holds at most 120 KiB" in result.err
+
+
+def test_cluster_problems_point_at_the_line_that_set_the_field(project, cli):
+    project.kube_yaml("project_name: demo\nuser: alice\nnamespace: ns\nmemory: 64\n")
+    project.launch_yaml("model:\n  m:\n    command: run\n    hparam: {x: [1, 2]}\n    memory: -3\n"
+                        "    tolerations: ['bad key!']\n")
+    result = cli("dryrun")
+    assert result.code == 2
+    lines = result.err.splitlines()
+    assert lines[0] == "error: config/launch.yaml:5:13: model.m.memory: must be more than 0, got -3"
+    assert lines[1].startswith("    (in alice-demo-m-x-1-") and lines[2] == "    (and 1 more cell)"
+    assert lines[3] == "error: config/launch.yaml:6:18: model.m.tolerations: 'bad key!' is not a valid taint key"
+    project.kube_yaml("project_name: demo\nuser: alice\nnamespace: My_NS\n")
+    result = cli("pod-dryrun")
+    assert result.err.startswith("error: config/kube.yaml:3:12: namespace: 'My_NS' is not a valid namespace name")
