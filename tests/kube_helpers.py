@@ -1,35 +1,15 @@
 """Helpers of the Kubernetes tests: strict schema validation (cached per kind), rendering a project's cells
 in-process, and finding secret values in text."""
 import base64
-import functools
 
 import yaml
 
-K8S_VERSION = "1.33"
-
-
-@functools.lru_cache(maxsize=None)
-def _validator(kind, api_version):
-    """The strict 1.33 validator of one kind, built once (kubernetes_validate.validate re-reads the schema
-    files on every call: 25-45 ms each). Same construction as kubernetes_validate.utils.validate."""
-    import re
-
-    import jsonschema
-    from kubernetes_validate import utils
-    from referencing import Registry, Resource
-
-    version = [v for v in utils.all_versions() if utils.major_minor(v) <= K8S_VERSION][-1]
-    schema_dir = f"v{version}-local-strict"
-    api = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
-    schema = utils.schema_contents(f"kubernetes-json-schema/{schema_dir}/{kind.lower()}-{api}.json", K8S_VERSION)
-    definitions = utils.schema_contents(f"kubernetes-json-schema/{schema_dir}/_definitions.json", K8S_VERSION)
-    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
-    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+from kube_double.schema import validator  # the double's cached strict 1.33 validators
 
 
 def validate(manifest):
     """Assert a manifest passes kubernetes-validate's strict schema for Kubernetes 1.33."""
-    errors = sorted(_validator(manifest["kind"], manifest["apiVersion"]).iter_errors(manifest), key=str)
+    errors = sorted(validator(manifest["kind"], manifest["apiVersion"]).iter_errors(manifest), key=str)
     assert not errors, f"{manifest['kind']}/{manifest['metadata'].get('name')}: " + "; ".join(
         f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5])
     return manifest

@@ -5,9 +5,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
+
+from conftest import wait_until
 
 from fixtures_s3 import ACCESS_KEY, SECRET_KEY, make_tree, read_tree
 
@@ -24,14 +25,6 @@ def children_of(pid):
                 continue
     return found
 
-
-def wait_until(condition, what, limit=30):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.parametrize("backend", ["s5cmd", "boto3"])

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from conftest import wait_until
+
 from fixtures_s3 import ACCESS_KEY, SECRET_KEY, make_tree
 
 WAIT = 30
@@ -71,14 +73,6 @@ def monitor(s3, project):
     for m in started:
         m.kill()
 
-
-def wait_until(condition, what):
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.parametrize("backend", ["s5cmd", "boto3"])
