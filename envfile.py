@@ -2,6 +2,7 @@
 
 Values survive exactly: spaces, quotes, `#` inside quotes and `$` (no interpolation).
 """
+import functools
 import os
 
 ENV_FILE = ".env"
@@ -19,10 +20,17 @@ def read_env(path=ENV_FILE):
     """The key/value pairs of a .env file ({} when it does not exist). Keys without a value are skipped."""
     if not os.path.isfile(path):
         return {}
+    stat = os.stat(path)
+    return dict(_parse(os.path.abspath(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse(path, mtime_ns, size):
+    """Parsed once per version of the file (several parts of one command read it)."""
     from dotenv import dotenv_values
 
     values = dotenv_values(path, interpolate=False, encoding="utf-8")
-    return {k: v for k, v in values.items() if v is not None and k}
+    return tuple((k, v) for k, v in values.items() if v is not None and k)
 
 
 def load_into_environ(values, environ=None):
