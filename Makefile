@@ -19,7 +19,8 @@ LAUNCH = $(if $(IN_TOOLBOX),$(error This is the toolbox checkout itself. Add it 
 # Make variables users pass (make download file=...) reach Python through the environment. Keep their
 # text literal: without this, make would expand `$(...)` inside a value (even `$(shell ...)`).
 USER_VARS := model dataset jobs gpus gpus_per_run fail_fast overwrite yes name pod context file local_path \
-             checksum delete direction folder interval delete_after_upload target bash key known_hosts
+             checksum delete direction folder interval delete_after_upload target bash key known_hosts \
+             api port initial_timeout idle_timeout
 $(foreach v,$(USER_VARS),$(if $(filter command line,$(origin $v)),$(eval override $v := $$(value $v))$(eval export $v)))
 
 -include project.mk
@@ -90,11 +91,11 @@ deploy_key:
 	@$(LAUNCH) deploy_key
 
 ##@ S3 storage (file= is a path or pattern relative to the project root and the bucket root)
-.PHONY: upload up download down list ls find fd remove rm sync interactive monitor mn
-## Upload file= to S3 (skips unchanged files; overwrite=true forces; local_path=DIR)
+.PHONY: upload up download down list ls find fd remove rm sync interactive monitor mn server sv
+## Upload file= to S3 (skips unchanged files; overwrite=true forces; local_path=DIR; api=true: via the server)
 upload up:
 	@$(LAUNCH) upload
-## Download file= from S3 (skips unchanged files; overwrite=true forces; local_path=DIR)
+## Download file= from S3 (skips unchanged files; overwrite=true forces; local_path=DIR; api=true: via the server)
 download down:
 	@$(LAUNCH) download
 ## List one level of the bucket at file= (folders and files with sizes)
@@ -103,7 +104,7 @@ list ls:
 ## Find keys matching file= (wildcards * and ?)
 find fd:
 	@$(LAUNCH) find
-## Remove file= from S3 (lists what goes and asks; yes=1 skips)
+## Remove file= from S3 (lists what goes and asks; yes=1 skips; api=true: via the server)
 remove rm:
 	@$(LAUNCH) remove
 ## Make one side like the other: direction=up|down, delete=true removes extraneous files
@@ -115,6 +116,9 @@ interactive:
 ## Upload new or changed files of folder= as they appear (interval=, delete_after_upload=true)
 monitor mn:
 	@$(LAUNCH) monitor
+## Local S3 API server for this machine's processes (port=, initial_timeout=600, idle_timeout=30)
+server sv:
+	@$(LAUNCH) server
 
 ##@ Environment
 .PHONY: shell create_environment test_environment tmux debug lint clean

@@ -13,7 +13,9 @@ MIN_SECRET_LENGTH = 4
 # Every other .env value is treated as a secret.
 PUBLIC_SETTINGS = frozenset({
     "S3_BUCKET_NAME", "S3_ENDPOINT_URL", "S3_BACKEND", "S3_WORKERS", "S3_PART_SIZE_MB", "AWS_REGION",
-    "AWS_DEFAULT_REGION", "WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "PYTHONPATH", "CUDA_VISIBLE_DEVICES"})
+    "AWS_DEFAULT_REGION", "S3_API_PORT", "S3_API_TOKEN_FILE", "S3_REGIONS", "S3_REGION", "S3_REGION_SELECT",
+    "WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "PYTHONPATH", "CUDA_VISIBLE_DEVICES"})
+PUBLIC_PREFIXES = ("S3_ENDPOINT_URL_", "S3_BUCKET_NAME_")    # the regional variants
 
 
 def read_env(path=ENV_FILE):
@@ -43,7 +45,8 @@ def load_into_environ(values, environ=None):
 
 def secret_values(env):
     """The .env values that must never appear in output (all but the PUBLIC_SETTINGS)."""
-    values = {v for k, v in env.items() if k not in PUBLIC_SETTINGS and len(v) >= MIN_SECRET_LENGTH}
+    values = {v for k, v in env.items()
+              if k not in PUBLIC_SETTINGS and not k.startswith(PUBLIC_PREFIXES) and len(v) >= MIN_SECRET_LENGTH}
     return sorted(values, key=len, reverse=True)
 
 

@@ -99,7 +99,8 @@ class Boto3Backend:
         """(access key, secret key, session token) from the AWS chain, or None: anonymous access."""
         with self._lock:
             if self._credentials is False:
-                self._credentials = _resolve_credentials()
+                # a region's keys (s3config.choose_region), else the AWS chain
+                self._credentials = self.settings.credentials or _resolve_credentials()
             return self._credentials
 
     @property

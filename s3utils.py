@@ -21,7 +21,8 @@ from toolbox.s3path import (LocalFile, Pattern, Plan, RemoteObject, S3Error, is_
                             local_path_for, parse, plan_download, plan_upload, whole_prefix)
 
 __all__ = ["S3Error", "Transferred", "download_s3_path", "upload_s3_path", "sync_s3_path", "remove_s3_path",
-           "list_s3_objects", "get_s3_objects", "get_local_files", "delete_local_files"]
+           "list_s3_objects", "get_s3_objects", "get_local_files", "delete_local_files", "api_server_online",
+           "send_request", "keep_alive", "shutdown_server"]
 
 DIRECTIONS = {"up": "up", "upload": "up", "down": "down", "download": "down"}
 MAX_DETAIL_LINES = 10
@@ -283,15 +284,27 @@ def _suggest(backend, pattern):
 
 
 # ------------------------------------------------------------------ public API
-def download_s3_path(path, local_path=".", overwrite=False, checksum=False, progress=True) -> Transferred:
-    """Download what `path` selects to <local_path>/<key>; unchanged files are skipped."""
+def download_s3_path(path, local_path=".", overwrite=False, checksum=False, progress=True,
+                     api_call=False) -> Transferred:
+    """Download what `path` selects to <local_path>/<key>; unchanged files are skipped.
+    api_call=True: through the local S3 API server when one runs (see send_request)."""
+    if api_call:
+        done = _via_api("download", path, local_path=local_path, overwrite=overwrite, checksum=checksum)
+        if done is not None:
+            return done
     backend = get_backend()
     plan = plan_transfer(backend, path, "down", local_path, overwrite, checksum)
     return run_plan(backend, plan, backend.settings.url(parse(path).text), progress)
 
 
-def upload_s3_path(path, local_path=".", overwrite=False, checksum=False, progress=True) -> Transferred:
-    """Upload what `path` selects under local_path to the same keys; unchanged files are skipped."""
+def upload_s3_path(path, local_path=".", overwrite=False, checksum=False, progress=True,
+                   api_call=False) -> Transferred:
+    """Upload what `path` selects under local_path to the same keys; unchanged files are skipped.
+    api_call=True: through the local S3 API server when one runs."""
+    if api_call:
+        done = _via_api("upload", path, local_path=local_path, overwrite=overwrite, checksum=checksum)
+        if done is not None:
+            return done
     backend = get_backend()
     plan = plan_transfer(backend, path, "up", local_path, overwrite, checksum)
     return run_plan(backend, plan, backend.settings.url(parse(path).text), progress)
@@ -305,8 +318,12 @@ def sync_s3_path(path, direction, local_path=".", delete=False, checksum=False, 
     return run_plan(backend, plan, backend.settings.url(parse(path).text), progress)
 
 
-def remove_s3_path(path) -> List[str]:
-    """Remove every object `path` selects (no prompt: the CLI asks). Returns the keys removed."""
+def remove_s3_path(path, api_call=False) -> List[str]:
+    """Remove every object `path` selects (no prompt: the CLI asks). Returns the keys removed.
+    api_call=True: through the local S3 API server when one runs."""
+    done = _via_api("remove", path) if api_call else None
+    if done is not None:
+        return done
     backend = get_backend()
     pattern = parse(path)
     objects = find_remote(backend, pattern)
@@ -325,14 +342,20 @@ def remove_keys(backend, keys, where, progress=None) -> List[str]:
     return removed
 
 
-def get_s3_objects(path) -> List[str]:
+def get_s3_objects(path, api_call=False) -> List[str]:
     """The keys `path` selects (the same keys download and remove would use)."""
+    done = _via_api("find", path) if api_call else None
+    if done is not None:
+        return done
     backend = get_backend()
     return [o.key for o in find_remote(backend, parse(path))]
 
 
-def list_s3_objects(path="") -> List[str]:
+def list_s3_objects(path="", api_call=False) -> List[str]:
     """One level of the bucket at a folder: sub-folders (ending in '/') first, then object keys."""
+    done = _via_api("list", path) if api_call else None
+    if done is not None:
+        return done
     folders, objects = list_level(get_backend(), path)
     return folders + [o.key for o in objects]
 
@@ -377,9 +400,50 @@ def delete_local_files(paths: Iterable[str], root=".") -> List[str]:
     return deleted
 
 
+# ------------------------------------------------------------------ the local S3 API server (s3server.py)
+def api_server_online(port=None) -> bool:
+    """Does an S3 API server answer (with our token) on 127.0.0.1:port (default S3_API_PORT, else 57575)?"""
+    from toolbox.s3api import probe
+    return probe(port) is None
+
+
+def send_request(command, path="", port=None, timeout=None, **options) -> dict:
+    """Send one command (find, list, download, upload, remove, alive, shutdown) to the S3 API server; the
+    decoded JSON answer ({"result": ...}). Options: local_path, overwrite, checksum (transfers).
+    timeout: seconds to wait for the answer (default per command). Every failure raises S3Error."""
+    from toolbox.s3api import request
+    return request(command, path, port, timeout, **options)
+
+
+def keep_alive(interval=5, stop_event=None, port=None):
+    """Keep the server from its idle shutdown: a daemon thread sends `alive` every `interval` s until
+    stop_event is set. Returns (thread, event), or (None, None) with a warning when no server answers."""
+    from toolbox.s3api import keep_alive as start
+    return start(interval, stop_event, port)
+
+
+def shutdown_server(port=None) -> bool:
+    """Stop the server (after the requests in flight). False when none was running."""
+    from toolbox.s3api import shutdown
+    return shutdown(port)
+
+
+def _via_api(command, path, **options):
+    """The operation's result through the server, or None when no server runs (then work locally)."""
+    from toolbox.s3api import forward
+    return forward(command, path, **options)
+
+
 # ------------------------------------------------------------------ make targets (launch.py COMMANDS)
 def _handler(name):
     def handler(args):
+        # make download|upload api=true. `make remove api=true` removes here: exactly the keys it listed
+        # and the user confirmed (through the server, objects added meanwhile would go too).
+        if getattr(args, "api", None) and name in ("cmd_download", "cmd_upload"):
+            from toolbox.s3api import cmd_via_api
+            code = cmd_via_api(name[4:], args)
+            if code is not None:
+                return code
         from toolbox import s3cli
         return getattr(s3cli, name)(args)
     handler.__name__ = handler.__qualname__ = name

@@ -32,7 +32,9 @@ pytest_plugins = ["fixtures_s3", "fixtures_kube"]
 # shell cannot change results.
 MAKE_VARS = ["model", "dataset", "jobs", "gpus", "gpus_per_run", "fail_fast", "overwrite", "yes", "name",
              "pod", "context", "file", "local_path", "checksum", "delete", "direction", "folder", "interval",
-             "delete_after_upload", "target", "bash", "key", "known_hosts", "NODE_NAME", "CUDA_VISIBLE_DEVICES", "TOOLBOX_FULL_ERROR"]
+             "delete_after_upload", "target", "bash", "key", "known_hosts", "api", "port", "initial_timeout",
+             "idle_timeout", "S3_API_PORT", "S3_API_TOKEN_FILE", "S3_REGIONS", "S3_REGION", "S3_REGION_SELECT",
+             "NODE_NAME", "CUDA_VISIBLE_DEVICES", "TOOLBOX_FULL_ERROR"]
 
 
 @pytest.fixture(autouse=True)
