@@ -258,20 +258,24 @@ class Boto3Backend:
     def _download_one(self, t: Transfer, progress) -> Optional[str]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        if self._stop.is_set():
-            return "interrupted"
         reason = prepare_folder(t.path)
         if reason:
             return reason
         tmp = temp_path_for(t.path)
+        # The temporary file is created and registered under the lock, and written only through this
+        # handle: once an interrupt has removed it, a late write cannot bring a partial file back.
         with self._lock:
+            if self._stop.is_set():
+                return "interrupted"
+            out = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb")
             self._in_flight.add(tmp)
         try:
-            if t.size < self.settings.part_size:
-                self._get_small(t.key, tmp)
-            else:
-                self.client.download_file(self.settings.bucket, t.key, tmp, Config=self._transfer_config(),
-                                          Callback=lambda n: progress.advance(0, n))
+            with out:
+                if t.size < self.settings.part_size:
+                    self._get_small(t.key, out)
+                else:
+                    self.client.download_fileobj(self.settings.bucket, t.key, out, Config=self._transfer_config(),
+                                                 Callback=lambda n: progress.advance(0, n))
             finish_download(tmp, t)
         except (BotoCoreError, ClientError) as err:
             return short_reason(err)
@@ -283,19 +287,20 @@ class Boto3Backend:
                 self._in_flight.discard(tmp)
         return None
 
-    def _get_small(self, key, tmp):
-        """GET into tmp; a body cut mid-way (connection reset) is fetched again, with backoff."""
+    def _get_small(self, key, out):
+        """GET into the open file; a body cut mid-way (connection reset) is fetched again, with backoff."""
         from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
         from urllib3.exceptions import ProtocolError
 
         for attempt in range(STREAM_ATTEMPTS):
             try:
                 body = self.client.get_object(Bucket=self.settings.bucket, Key=key)["Body"]
-                with open(tmp, "wb") as out:
-                    for chunk in body.iter_chunks(STREAM_CHUNK):
-                        if self._stop.is_set():
-                            raise InterruptedError("interrupted")
-                        out.write(chunk)
+                out.seek(0)
+                out.truncate()
+                for chunk in body.iter_chunks(STREAM_CHUNK):
+                    if self._stop.is_set():
+                        raise InterruptedError("interrupted")
+                    out.write(chunk)
                 return
             except (IncompleteReadError, ReadTimeoutError, ResponseStreamingError, ProtocolError):
                 if attempt == STREAM_ATTEMPTS - 1:

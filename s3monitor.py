@@ -97,11 +97,13 @@ class Monitor:
         except FileNotFoundError:
             pass
 
-    def run(self, stop: threading.Event):
+    def run(self, stopping):
         period = poll_period(self.interval)
-        while not stop.is_set():
+        while not stopping():
             self.tick()
-            stop.wait(period)
+            deadline = time.monotonic() + period
+            while not stopping() and time.monotonic() < deadline:   # short naps: a signal is seen at once
+                time.sleep(min(0.1, period))
 
 
 @contextmanager
@@ -125,19 +127,26 @@ def folder_lock(folder):
 
 @contextmanager
 def stop_on_signals(stop: threading.Event):
-    """SIGTERM/SIGINT set `stop` (the loop then flushes); a second signal interrupts the flush itself."""
+    """Yields `stopping()`: true once SIGTERM/SIGINT arrived or `stop` is set (the loop then flushes); a
+    second signal interrupts the flush itself. The handler only flips a flag: a lock taken in a signal
+    handler (Event.set) deadlocks if the signal lands while the main thread holds that same lock."""
+    signalled = []
+
+    def stopping():
+        return bool(signalled) or stop.is_set()
+
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stopping
         return
 
     def handler(signum, frame):
-        if stop.is_set():
+        if signalled:
             raise KeyboardInterrupt
-        stop.set()
+        signalled.append(signum)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield stopping
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -152,13 +161,13 @@ def run_monitor(backend, folder, interval, delete_after_upload=False, report=pri
         raise S3Error(f"folder={folder}", "not a folder", exit_code=2)
     os.makedirs(pattern.body, exist_ok=True)
     stop = stop or threading.Event()
-    with stop_on_signals(stop), folder_lock(pattern.body):      # handlers first: a signal is never lost
+    with stop_on_signals(stop) as stopping, folder_lock(pattern.body):   # handlers first: no signal is lost
         monitor = Monitor(backend, pattern, interval, delete_after_upload, report)
         monitor.start()
         report(f"monitoring {pattern.text} -> {backend.settings.url(pattern.text)}: files are uploaded once "
                f"unchanged for {interval:g}s; stop with Ctrl-C or SIGTERM")
         try:
-            monitor.run(stop)
+            monitor.run(stopping)
         except S3Error as err:     # e.g. the endpoint went away: still try to save what is pending
             report(f"monitor error: {err}")
         failed = monitor.flush()
