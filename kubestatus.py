@@ -17,7 +17,7 @@ POLL_SECONDS = 2.0
 
 # -- states -----------------------------------------------------------------------------------------------
 def job_state(job):
-    """missing / pending / running / succeeded / failed / deleting (resubmission table, docs/kube.md)."""
+    """missing / pending / running / succeeded / failed / deleting (the resubmission table of README.md, "Kubernetes")."""
     if job is None:
         return "missing"
     meta, status = job.get("metadata") or {}, job.get("status") or {}
