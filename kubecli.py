@@ -360,19 +360,6 @@ def _failure(job):
     return "failed"
 
 
-# -- make status / logs (kubestatus.py) -------------------------------------------------------------------
-def cmd_status(args):
-    from toolbox import kubestatus
-
-    return kubestatus.cmd_status(args)
-
-
-def cmd_logs(args):
-    from toolbox import kubestatus
-
-    return kubestatus.cmd_logs(args)
-
-
 # -- deletes ------------------------------------------------------------------------------------------------
 def _targets(cluster, settings, what):
     from toolbox.kubestatus import job_state
@@ -440,28 +427,3 @@ def cmd_delete_pod(args):
 def cmd_clean_jobs(args):
     return _delete(args, "failed", "No failed jobs to delete (user '{user}', project '{project}', "
                                    "namespace '{ns}').")
-
-
-# -- interactive pod, copy, deploy key (kubepod.py) ---------------------------------------------------------
-def cmd_pod(args):
-    from toolbox import kubepod
-
-    return kubepod.cmd_pod(args)
-
-
-def cmd_pod_dryrun(args):
-    from toolbox import kubepod
-
-    return kubepod.cmd_pod_dryrun(args)
-
-
-def cmd_copy(args):
-    from toolbox import kubepod
-
-    return kubepod.cmd_copy(args)
-
-
-def cmd_deploy_key(args):
-    from toolbox import kubepod
-
-    return kubepod.cmd_deploy_key(args)

@@ -9,7 +9,6 @@ that ends does not lose its last checkpoint.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import threading
@@ -106,23 +105,12 @@ class Monitor:
                 time.sleep(min(0.1, period))
 
 
-@contextmanager
 def folder_lock(folder):
-    """One monitor per folder. flock is released by the kernel when the process dies: no stale locks.
-    (The lock file is left in place: removing it would let two later monitors lock different files.)"""
-    path = os.path.join(folder, LOCK_NAME)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise S3Error(f"{folder}/", f"another monitor (pid {holder}) is already watching this folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)
+    """One monitor per folder (utils.exclusive_lock: no stale locks after a crash)."""
+    from toolbox.utils import exclusive_lock
+
+    return exclusive_lock(os.path.join(folder, LOCK_NAME), where=f"{folder}/",
+                          busy="another monitor (pid {pid}) is already watching this folder")
 
 
 @contextmanager

@@ -52,8 +52,9 @@ def is_nested_subset(whole, part):
 
 
 @contextlib.contextmanager
-def exclusive_lock(path, what="another process"):
-    """Hold an exclusive lock on `path` for the duration of the block; fail at once if it is taken.
+def exclusive_lock(path, where=None, busy="locked by another process (pid {pid}); only one may run at a time"):
+    """Hold an exclusive lock on `path` for the duration of the block; fail at once if it is taken
+    (ToolboxError at `where`, saying `busy` with the holder's pid).
 
     flock is released by the kernel when the holder dies, so there are no stale locks to clean up.
     The lock file stays in place: removing it would let two later holders lock different files.
@@ -63,9 +64,10 @@ def exclusive_lock(path, what="another process"):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ToolboxError(path, f"locked by {what} (only one may run at a time)") from None
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise ToolboxError(where or path, busy.format(pid=holder)) from None
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield path
     finally:
         os.close(fd)

@@ -1,4 +1,5 @@
 """toolbox.utils: class loading, open-file limit, nested subset, exclusive locks."""
+import os
 import resource
 import subprocess
 import sys
@@ -48,9 +49,9 @@ def test_exclusive_lock_is_exclusive_and_released_when_holder_dies(tmp_path):
     path = tmp_path / "x.lock"
     with exclusive_lock(str(path)):
         with pytest.raises(ToolboxError) as info:
-            with exclusive_lock(str(path), what="a monitor"):
+            with exclusive_lock(str(path), busy="held by a monitor (pid {pid})"):
                 pass
-        assert "locked by a monitor" in info.value.format()
+        assert f"held by a monitor (pid {os.getpid()})" in info.value.format()
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
         "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)"), str(path)],
