@@ -5,7 +5,6 @@ ConfigError: a bad config runs nothing. The structure of the result is plain dat
 Hparam, RunBlock) that grid.py expands.
 """
 import os
-import re
 
 import yaml
 
@@ -57,7 +56,14 @@ def _build(node, path, src, problems):
     src.marks[path] = _mark(node)
     if isinstance(node, yaml.ScalarNode):
         src.texts[path] = "" if node.tag == _NULL_TAG else node.value
-        return _constructor.construct_object(node)
+        try:
+            return _constructor.construct_object(node)
+        except (yaml.YAMLError, ValueError, TypeError) as err:   # e.g. `!foo x`, `!!int abc`
+            line, col = _mark(node)
+            reason = getattr(err, "problem", None) or str(err)
+            problems.append(Problem(src.file, line, col, _dotted(path), f"cannot read this value: {reason}",
+                                    ["write plain values; YAML tags (!name) are not supported"]))
+            return None
     if isinstance(node, yaml.SequenceNode):
         return [_build(child, path + (i,), src, problems) for i, child in enumerate(node.value)]
     result, merges = {}, []
@@ -382,9 +388,6 @@ def _check_project(config, kube_file, launch_file, problems):
     if not config.project.get("project_name"):
         problems.append(Problem(kube_file, None, None, "project_name", "missing required key 'project_name'",
                                 [f"set it in {KUBE_FILE} (e.g. project_name: example)"]))
-
-
-PLACEHOLDER = re.compile(r"<(\w+)>")
 
 
 def _load_entries(config, src, problems):

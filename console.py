@@ -1,5 +1,4 @@
 """Terminal output helpers shared by every command: tables, sizes, progress, confirmation."""
-import os
 import sys
 import threading
 import time
@@ -131,8 +130,3 @@ def confirm(question, assume_yes=False, stream=None):
 def truthy(value):
     """Make-variable booleans: true/1/yes/on in any case."""
     return str(value).strip().lower() in ("1", "true", "yes", "y", "on")
-
-
-def env_flag(name, default=False):
-    value = os.environ.get(name)
-    return default if value in (None, "") else truthy(value)

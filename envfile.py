@@ -31,7 +31,12 @@ def _parse(path, mtime_ns, size):
     """Parsed once per version of the file (several parts of one command read it)."""
     from dotenv import dotenv_values
 
-    values = dotenv_values(path, interpolate=False, encoding="utf-8")
+    from toolbox.errors import UsageError
+
+    try:
+        values = dotenv_values(path, interpolate=False, encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UsageError(ENV_FILE, f"not UTF-8 text (byte {err.start})", hint="save .env as UTF-8") from None
     return tuple((k, v) for k, v in values.items() if v is not None and k)
 
 

@@ -88,6 +88,11 @@ class _Choice:
                                                            naming.abbreviate(naming.slug(v))) for k, v in visible))
 
 
+def _plain(key):
+    """An hparam's name without its leading underscore (`_lr` and `lr` are the same hparam)."""
+    return key.lstrip("_") or key
+
+
 def _value_path(hp, key, text):
     """Where one value of an hparam is written (for error messages)."""
     for i, pairs in enumerate(hp.choices):
@@ -131,7 +136,7 @@ def _filter_axis(hp, filters):
         if name == hp.name:
             choices = [c for c in choices if _matches(c[0][1], allowed)]
         elif hp.grouped:
-            choices = [c for c in choices if all(_matches(v, allowed) for k, v in c[1:] if (k.lstrip("_") or k) == name)]
+            choices = [c for c in choices if all(_matches(v, allowed) for k, v in c[1:] if _plain(k) == name)]
     return choices
 
 
@@ -223,7 +228,7 @@ class _Expander:
             for hp in entry.hparams:
                 known.add(hp.name)
                 if hp.grouped:
-                    known.update((k.lstrip("_") or k) for k, _ in hp.choices[0][1:])
+                    known.update(_plain(k) for k, _ in hp.choices[0][1:])
         for name in block.filters:
             if name not in known:
                 hint = did_you_mean(name, known)
@@ -241,7 +246,8 @@ class _Expander:
             if not allowed:
                 return
             choice_lists.append([_Choice(pairs) for pairs in allowed])
-        overriding = [hp for hp in axes if hp.name in fields.SCALAR_CELL_FIELDS]
+        overriding = [hp for hp in axes if hp.name in fields.SCALAR_CELL_FIELDS or
+                      (hp.grouped and any(_plain(k) in fields.SCALAR_CELL_FIELDS for k, _ in hp.choices[0][1:]))]
         text = self.texts[model_name]
         heads = naming.heads(self.head_prefix, naming.slug(model_name), naming.slug(dataset_name))
         ident_head = naming.identity_string(model_name, dataset_name, ())
@@ -256,7 +262,7 @@ class _Expander:
             if nested:
                 values = sugar.fill_values(pairs)
             else:
-                values = sugar.KeepUnknown()
+                values = {}
                 for ch in combo:
                     values.update(ch.values)
             overrides = self._overrides(overriding, combo, axes) if overriding else ()
@@ -272,17 +278,15 @@ class _Expander:
             cells.append(cell)
 
     def _overrides(self, overriding, combo, axes):
+        """(field, value) pairs the hparams of a cell set: an axis named like a scalar cell field, and the
+        inner keys of named groups named like one (`big: {_memory: 64, _gpu_count: 2}`)."""
         result = []
         for hp, choice in zip(axes, combo):
-            if hp in overriding:
-                key, text = choice.pairs[0]
-                value = self._override(hp.name, key, text, hp)
-                if value is not None:
-                    result.append((hp.name, value))
-        for hp, choice in zip(axes, combo):  # inner keys of named groups may override fields too
-            for key, text in choice.pairs[1:]:
-                name = key.lstrip("_") or key
-                if name in fields.SCALAR_CELL_FIELDS:
+            if hp not in overriding:
+                continue
+            for key, text in choice.pairs:
+                name = _plain(key)
+                if name in fields.SCALAR_CELL_FIELDS and (key != hp.key or not hp.grouped):
                     value = self._override(name, key, text, hp)
                     if value is not None:
                         result.append((name, value))

@@ -152,9 +152,11 @@ def load_configuration(context=None):
     kubeconfig = os.environ.get("KUBECONFIG") or os.path.expanduser(config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION)
     has_file = any(os.path.isfile(p) for p in kubeconfig.split(os.pathsep) if p)
     if has_file:
+        import yaml
+
         try:
             config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
-        except (config.ConfigException, ValueError, KeyError, TypeError) as err:
+        except (config.ConfigException, ValueError, KeyError, TypeError, yaml.YAMLError, OSError) as err:
             raise ToolboxError("kubeconfig", f"cannot use {kubeconfig}"
                                + (f" with context '{context}'" if context else "") + f": {err}",
                                hint="`kubectl config get-contexts` lists the contexts; set context= or kube.yaml "

@@ -95,6 +95,29 @@ class Prepared:
     def settings(self):
         return self.cells[0].settings
 
+    def render_units(self, existing_packs=None):
+        """The Jobs of the sweep: one per cell, one per shared-GPU pack (packs already in the cluster
+        keep their members); every problem is raised before anything is sent."""
+        from toolbox import kubeshared
+
+        singles, packs = kubeshared.pack(self.cells, existing_packs)
+        renderer = self.renderer
+        self.units = [Unit(cell.name, renderer.cell_manifest(cell), [cell]) for cell in singles]
+        self.units += [Unit(name, renderer.pack_manifest(name, members), members) for name, members in packs]
+        cells = {cell.name: cell for cell in self.cells}
+        renderer.check(lambda p: self.grid.config.locate(p, *_model_dataset(cells.get(p.file))))
+
+    def keep_existing_packs(self, jobs):
+        """Re-pack when shared-GPU packs already run in the cluster, so that a cell never runs twice when
+        the grid has grown. True if the units changed."""
+        from toolbox import kubeshared
+
+        packs = kubeshared.existing_packs(jobs)
+        if not packs or not any(unit.packed for unit in self.units):
+            return False
+        self.render_units(packs)
+        return True
+
     def bodies(self):
         return [(unit.name, kubeutils.parse_manifest(unit.text, f"job/{unit.name}") if unit.packed
                  else self.renderer.cell_object(unit.cells[0], unit.text)) for unit in self.units]
@@ -105,18 +128,14 @@ class Prepared:
 
 
 def prepare(args):
-    from toolbox import kubeshared
     from toolbox.runners import load_grid
 
     grid = load_grid(args)
     check_cluster_fields(grid.config)
     renderer = kubeutils.Renderer(".", read_env(), kubeutils.sweep_id(grid.cells))
-    singles, packs = kubeshared.pack(grid.cells)
-    units = [Unit(cell.name, renderer.cell_manifest(cell), [cell]) for cell in singles]
-    units += [Unit(name, renderer.pack_manifest(name, members), members) for name, members in packs]
-    cells = {cell.name: cell for cell in grid.cells}
-    renderer.check(lambda p: grid.config.locate(p, *_model_dataset(cells.get(p.file))))
-    return Prepared(grid, renderer, units)
+    prepared = Prepared(grid, renderer, [])
+    prepared.render_units()
+    return prepared
 
 
 def _model_dataset(cell):
@@ -318,7 +337,10 @@ def cmd_job(args):
     settings = prepared.settings
     out = Output()
     with connect(settings, args) as cluster:
-        existing = {j["metadata"]["name"]: j for j in cluster.list("Job", selector(settings))}
+        jobs = cluster.list("Job", selector(settings))
+        existing = {j["metadata"]["name"]: j for j in jobs}
+        if prepared.keep_existing_packs(jobs):
+            bodies = prepared.bodies()
         warn_missing(cluster, prepared.renderer)
         upsert_support(cluster, prepared.support_objects(), out)
         outcomes, errors = submit(cluster, bodies, existing, bool(args.overwrite), out)
@@ -333,7 +355,9 @@ def cmd_retry(args):
     settings = prepared.settings
     out = Output()
     with connect(settings, args) as cluster:
-        existing = {j["metadata"]["name"]: j for j in cluster.list("Job", selector(settings))}
+        jobs = cluster.list("Job", selector(settings))
+        existing = {j["metadata"]["name"]: j for j in jobs}
+        prepared.keep_existing_packs(jobs)
         states = {unit.name: job_state(existing.get(unit.name)) for unit in prepared.units}
         failed = [(name, body) for name, body in prepared.bodies() if states[name] == "failed"]
         missing = sum(1 for s in states.values() if s == "missing")

@@ -290,11 +290,12 @@ class Printer:
 
 
 # -- the commands: make status / logs ----------------------------------------------------------------------
-def _jobs_of(cells):
-    """cell name -> name of the Job that runs it (a shared-GPU pack, or the cell itself)."""
+def _jobs_of(cells, jobs=()):
+    """cell name -> name of the Job that runs it (a shared-GPU pack, or the cell itself); packs already
+    in the cluster are read from their Jobs."""
     from toolbox import kubeshared
 
-    _, packs = kubeshared.pack(cells)
+    _, packs = kubeshared.pack(cells, kubeshared.existing_packs(jobs))
     job_of = {cell.name: cell.name for cell in cells}
     for name, members in packs:
         job_of.update((cell.name, name) for cell in members)
@@ -311,7 +312,7 @@ def cmd_status(args):
         jobs = cluster.list("Job", selector(settings))
         pods = cluster.list("Pod", selector(settings))
         products = gpu_types(cluster, pods)
-    print(status_text(grid.cells, jobs, pods, products, _jobs_of(grid.cells)))
+    print(status_text(grid.cells, jobs, pods, products, _jobs_of(grid.cells, jobs)))
     return 0
 
 
@@ -321,13 +322,13 @@ def cmd_logs(args):
     grid = load_grid(args)
     check_cluster_fields(grid.config)
     settings = grid.cells[0].settings
-    job_of = _jobs_of(grid.cells)
     printer = Printer()
 
     def say(text):
         printer.line(text, "toolbox: ")
 
     with connect(settings, args) as cluster:
+        job_of = _jobs_of(grid.cells, cluster.list("Job", selector(settings)))
         if args.name:
             if job_of.get(args.name, args.name) != args.name:
                 say(f"{args.name} shares a GPU in job {job_of[args.name]}: following that job")

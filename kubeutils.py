@@ -335,7 +335,7 @@ class Renderer:
         labels["toolbox/cell"] = name
         if self.sweep:
             labels["toolbox/sweep"] = self.sweep
-        annotations = {"toolbox/members": json.dumps([c.name for c in members]),
+        annotations = {kubeshared.MEMBERS_ANNOTATION: json.dumps([c.name for c in members]),
                        "toolbox/hparams": json.dumps({c.name: dict(c.hparams) for c in members}, ensure_ascii=False)}
         extra_env = []
         for i, cell in enumerate(members):

@@ -79,13 +79,27 @@ class Pattern:
         return posixpath.dirname(self.literal_prefix)
 
     def matches(self, key):
-        return self.regex.fullmatch(key) is not None
+        if self.regex.fullmatch(key) is None:
+            return False
+        return not (PRIVATE_MARK in key and _private_unnamed(key, self.body))
 
     def select(self, keys: Iterable[str]) -> List[str]:
         return [k for k in keys if self.matches(k)]
 
     def __str__(self):
         return self.text
+
+
+# Credentials and the git database are selected only by a pattern that names them (`file=.env`,
+# `file=.git/`, `file='*/.env'`): `make upload file='*'` must not publish them, and
+# `make sync file='*' direction=down delete=true` must not delete them.
+PRIVATE_NAMES = (".env", ".git")
+PRIVATE_MARK = "."      # fast path: a key without a dot has no private component
+
+
+def _private_unnamed(key, body):
+    named = set(body.split("/"))
+    return any(part in PRIVATE_NAMES and part not in named for part in key.split("/"))
 
 
 def _to_regex(body, folder_only):

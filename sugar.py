@@ -6,7 +6,9 @@ template, so expanding large grids stays fast.
 import re
 
 COMMENT = re.compile(r"##.*?##")          # non-greedy, never crosses a line (YAML blocks cannot hold comments)
-PLACEHOLDER = re.compile(r"<(\w+)>")
+# `<name>`: an hparam name (letters, digits, _ . -; not starting with a digit). `<1>`, `< x >`, `<<EOF`
+# and `<&3` are shell text, never placeholders.
+PLACEHOLDER = re.compile(r"<([A-Za-z_][\w.-]*)>")
 # Two python/make invocations on one line with no separator between them is almost always a mistake
 # in a folded (>-) YAML block.
 _TOOL = re.compile(r"(?:^|(?<=\s))(?:python[0-9.]*|make)(?=\s)")
@@ -52,46 +54,35 @@ def split_local_remote(text):
     return "".join(local), "".join(remote)
 
 
-def has_sugar(text):
-    local, remote = split_local_remote(text)
-    return local != remote or local != text
-
-
-class KeepUnknown(dict):
-    """Placeholder values; an unknown `<name>` stays as written (shell text like <<EOF survives)."""
-
-    __slots__ = ()
-
-    def __missing__(self, key):
-        return f"<{key}>"
-
-
 class Template:
-    """A text with `<name>` placeholders, compiled once into a format string and filled per cell."""
+    """A text with `<name>` placeholders, compiled once into a format string with positional fields
+    (names may hold `.` and `-`, which str.format would read as attribute access) and filled per cell."""
 
-    __slots__ = ("text", "names", "_format")
+    __slots__ = ("text", "names", "_format", "_order")
 
     def __init__(self, text):
         self.text = text
         pieces = PLACEHOLDER.split(text)
         self.names = pieces[1::2]  # odd pieces are placeholder names, even pieces literal text
-        escaped = [p.replace("{", "{{").replace("}", "}}") if i % 2 == 0 else "{" + p + "}"
-                   for i, p in enumerate(pieces)]
-        self._format = "".join(escaped)
+        self._order = list(dict.fromkeys(self.names))
+        index = {name: i for i, name in enumerate(self._order)}
+        self._format = "".join(p.replace("{", "{{").replace("}", "}}") if i % 2 == 0 else "{%d}" % index[p]
+                               for i, p in enumerate(pieces))
 
     def fill(self, values):
+        """Replace known placeholders; unknown ones stay as written."""
         if not self.names:
             return self.text
-        return self._format.format_map(values)
+        return self._format.format(*[values.get(name, f"<{name}>") for name in self._order])
 
     def unknown(self, known):
-        return [n for n in dict.fromkeys(self.names) if n not in known]
+        return [n for n in self._order if n not in known]
 
 
 def fill_values(pairs):
     """Placeholder values of a cell: `<lr>` and `<_lr>` both name hparam `_lr`. A value that itself
     contains placeholders of other hparams is filled too (a few levels, no cycles)."""
-    values = KeepUnknown()
+    values = {}
     for key, text in pairs:
         values[key] = text
         values[key.lstrip("_") or key] = text

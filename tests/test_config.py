@@ -121,6 +121,13 @@ BROKEN = [
          "                 ^"],
         id="yaml-syntax"),
     pytest.param(
+        "model:\n  a:\n    command: run\n    hparam: {x: !foo bar, y: !!int abc}\n",
+        ["error: config/launch.yaml:4:17: model.a.hparam.x: cannot read this value: could not determine a "
+         "constructor for the tag '!foo'\n    write plain values; YAML tags (!name) are not supported",
+         "error: config/launch.yaml:4:30: model.a.hparam.y: cannot read this value: invalid literal for int() "
+         "with base 10: 'abc'\n    write plain values; YAML tags (!name) are not supported"],
+        id="yaml-tags"),
+    pytest.param(
         "- a\n- b\n",
         ["error: config/launch.yaml:1:1: the file must be a map of keys (key: value)"],
         id="not-a-map"),

@@ -252,3 +252,27 @@ def test_no_dataset_section_gives_names_without_double_hyphen(project):
 def test_duplicate_cells_from_different_models_get_different_names(project):
     cells = grid(project, "model:\n  a-b: {command: x}\n  a_b: {command: y}\n").cells
     assert len({c.name for c in cells}) == 2
+
+
+def test_named_groups_alone_override_cluster_fields(project):
+    cells = grid(project, """\
+        model:
+          m:
+            command: run
+            hparam:
+              size:
+                small: {_memory: 8, _gpu_count: 1}
+                large: {_memory: 64, _gpu_count: 2}
+    """).cells
+    assert [(c.settings["memory"], c.settings["gpu_count"]) for c in cells] == [(8, 1), (64, 2)]
+
+
+@pytest.mark.parametrize("command, expected", [
+    ("echo <1> <<EOF < in.txt <&3", "echo <1> <<EOF < in.txt <&3"),
+    ("run --lr <learning-rate> --p <model.size>", "run --lr 0.1 --p big"),
+    ("{literal} <x> {{braces}}", "{literal} 1 {{braces}}"),
+])
+def test_placeholder_names_and_shell_text(project, command, expected):
+    (cell,) = grid(project, f"model:\n  m:\n    command: '{command}'\n"
+                            "    hparam: {learning-rate: 0.1, model.size: big, x: 1}\n").cells
+    assert cell.command == expected

@@ -455,6 +455,11 @@ def test_missing_kubeconfig_and_unknown_context(project, cli, tmp_path, monkeypa
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     result = cli("status")
     assert result.code == 1 and "no kubeconfig at" in result.err
+    (tmp_path / "corrupt").write_text("garbage: [\n")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "corrupt"))
+    result = cli("status")
+    assert result.code == 1 and result.err.startswith(f"error: kubeconfig: cannot use {tmp_path / 'corrupt'}")
+    assert "Traceback" not in result.err
 
 
 # -- kubectl works on what the toolbox writes and labels ----------------------------------------------------
@@ -529,3 +534,22 @@ def test_light_client_import_keeps_the_whole_client_usable():
     models_before, rest = done.stdout.splitlines()
     assert int(models_before) < 10  # the ~700 generated model modules were not imported
     assert rest == "True V1Pod CoreV1Api Watch"
+
+
+def test_a_grown_grid_keeps_running_packs_and_packs_only_new_cells(sweep, cli, project):
+    """Cells already running in a shared-GPU pack are not submitted again when the grid grows."""
+    shared = LAUNCH.replace("    command:", "    shared: 0.5\n        command:")
+    project.launch_yaml(shared)
+    assert cli("job").code == 0
+    first = {p: json.loads(job(sweep, p)["metadata"]["annotations"]["toolbox/members"]) for p in job_names(sweep)}
+    project.launch_yaml(shared.replace("[0.1, 0.01, 0.001]", "[1.0, 0.1, 0.01, 0.001]"))
+    result = cli("job")
+    assert result.code == 0, result
+    assert "1 created, 0 replaced, 2 skipped" in result.out
+    members = {p: json.loads(job(sweep, p)["metadata"]["annotations"]["toolbox/members"]) for p in job_names(sweep)}
+    assert {p: m for p, m in members.items() if p in first} == first        # the running packs are untouched
+    (new,) = [m for p, m in members.items() if p not in first]
+    ran_before = {n for m in first.values() for n in m}
+    assert len(new) == 1 and new[0] not in ran_before                     # only the new cell, once
+    status = cli("status", model="train")
+    assert status.out.count("running (shared)") == 4 and "missing" not in status.out

@@ -170,3 +170,10 @@ def test_error_messages_never_show_secret_values(project, cli):
     assert "sekrit-value-123" not in result.err and "unknown model '***'" in result.err
     result = cli("local-dryrun", model="my-bucket")
     assert "unknown model 'my-bucket'" in result.err  # public settings (bucket, endpoint) stay readable
+
+
+def test_a_non_utf8_env_file_is_a_clear_error(project, cli):
+    (project.path / ".env").write_bytes(b"A=\xff\n")
+    project.launch_yaml("model:\n  m: {command: x}\n")
+    result = cli("plan")
+    assert result.code == 2 and result.err.startswith("error: .env: not UTF-8 text (byte 2)")

@@ -15,7 +15,7 @@ KEYS = ["data", "data/1.txt", "data/2.txt", "data/10.txt", "data/.hidden", "data
         "Model/Yelp/t5_model_12weeks_wise-sky-249-northern-dawn-288_epoch_1419/config.json",
         "Model/Yelp/t5_model_12weeks_wise-sky-249-northern-dawn-288_epoch_1419/pytorch_model.bin",
         "Model/Yelp/t5_model_12weeks_wise-sky-249_epoch_1418/config.json", "Model/Amazon/bert_419/config.json",
-        "runs/a[1]/x", "runs/a1/x", "my file;'q\".txt"]
+        "runs/a[1]/x", "runs/a1/x", "my file;'q\".txt", ".env", ".git/config", "sub/.git/HEAD", "sub/.envrc"]
 
 
 # The semantics table (README.md, "S3 / Path semantics"): row id -> pattern -> exactly the keys selected.
@@ -43,7 +43,11 @@ SEMANTICS = [
     pytest.param("my file;'q\".txt", ["my file;'q\".txt"], id="11-spaces-quotes-semicolon-literal"),
     pytest.param("./data/1.txt", ["data/1.txt"], id="12-leading-dot-slash-ignored"),
     pytest.param("data/1", [], id="13-no-prefix-matching"),
-    pytest.param("*", sorted(KEYS), id="14-star-is-everything"),
+    pytest.param("*", sorted(set(KEYS) - {".env", ".git/config", "sub/.git/HEAD"}),
+                 id="14-star-is-everything-but-credentials-and-git"),
+    pytest.param(".env", [".env"], id="15-credentials-only-when-named"),
+    pytest.param(".git/", [".git/config"], id="15-git-only-when-named"),
+    pytest.param("*/.git/*", ["sub/.git/HEAD"], id="15-named-after-a-wildcard"),
 ]
 
 
