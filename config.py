@@ -452,9 +452,16 @@ def _load_hparams(config, src, path, data, problems):
     if not isinstance(data, dict):
         problems.append(config.problem(src.file, path, "expected a map of hparam name -> value, list or groups"))
         return []
-    hparams = []
+    hparams, names = [], {}
     for key, value in data.items():
         hpath = path + (key,)
+        name = key.lstrip("_") or key
+        if name in names:
+            problems.append(config.problem(src.file, hpath, f"'{key}' and '{names[name]}' are the same hparam "
+                                           "(a leading _ only hides it from names)", ["keep one of them"],
+                                           key=True))
+            continue
+        names[name] = key
         if isinstance(value, list):
             hparams.append(_list_hparam(config, src, hpath, key, value, problems))
         elif isinstance(value, dict):
@@ -468,14 +475,20 @@ def _list_hparam(config, src, path, key, values, problems):
     if not values:
         problems.append(config.problem(src.file, path, "an empty list gives no cells", ["give at least one value"]))
         return None
-    choices = []
+    choices, seen = [], set()
     for i, value in enumerate(values):
         bad = _scalar_problem(value)
         if bad:
             problems.append(config.problem(src.file, path + (i,), bad,
                                            ["for bundles of settings use named groups (see README, hparam)"]))
             return None
-        choices.append(((key, src.text(path + (i,), value)),))
+        text = src.text(path + (i,), value)
+        if text in seen:
+            problems.append(config.problem(src.file, path + (i,), f"{text!r} is already in this list",
+                                           ["each value gives one cell; remove the repeat"]))
+            return None
+        seen.add(text)
+        choices.append(((key, text),))
     return Hparam(key, choices, False, path)
 
 

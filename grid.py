@@ -150,6 +150,7 @@ class _Expander:
         self.settings_cache = {}
         self.model_filter = models
         self.dataset_filter = datasets
+        self.selected = 0        # cells the current run block selects (before overlapping ones are dropped)
         project = config.project
         self.head_prefix = naming.join_words(naming.slug(project.get("prefix") if project.get("prefix") is not None
                                                          else project.get("user") or ""),
@@ -193,12 +194,13 @@ class _Expander:
         cells, seen = [], set()
         self.names = set()
         for block in self.config.run_blocks:
-            before = len(cells)
+            self.selected = 0
             self._check_filters(block)
             for dataset in self._datasets(block):
                 for model in self._models(block):
                     self._expand_pair(block, dataset, model, cells, seen)
-            if len(cells) == before and not self.problems:
+            filtered = self.model_filter or self.dataset_filter     # restricted on purpose on the make line
+            if not self.selected and not filtered and not self.problems:
                 where = self.config.problem(self._launch_file(), block.path, "").where
                 self.warnings.append(f"{where}: this run block selects no cells")
         if not cells and not self.problems:
@@ -253,6 +255,7 @@ class _Expander:
         ident_head = naming.identity_string(model_name, dataset_name, ())
         nested = any(ch.nested for choices in choice_lists for ch in choices)
         for combo in itertools.product(*choice_lists):
+            self.selected += 1
             pairs = tuple(itertools.chain.from_iterable(ch.pairs for ch in combo))
             identity = "\x1f".join([ident_head] + [ch.identity for ch in combo])
             if identity in seen:

@@ -243,20 +243,36 @@ def mount_ok(problems, field, what, path, taken):
     return True
 
 def apply_caps(s, resources, warnings):
-    """Interactive pods: the cluster allows at most pod_max_gpu/memory/cpu (limits, summed over
-    containers); scale requests and limits down to fit, with a warning."""
+    """Interactive pods: the cluster allows at most pod_max_gpu/memory/cpu, summed over the containers.
+    Limits above a cap are brought down to it first, never below the requests (limits may then equal
+    requests, which the 20% rule allows) — so the defaults (32 GB requested, limit 38.4) fit silently.
+    Requests above a cap are scaled down to fit, with a warning."""
     caps = (("gpu", "pod_max_gpu", 1, "GPU"), ("memory", "pod_max_memory", 1000, "GB of memory"),
             ("cpu", "pod_max_cpu", 1000, "CPU cores"))
     for what, key, unit, words in caps:
-        attr = what if what == "gpu" else what + "_limit"
-        total = sum(getattr(r, attr) for r in resources)
         cap = int(s[key] * unit)
-        if total > cap:
-            factor = cap / total
+        requested = sum(getattr(r, what) for r in resources)
+        if requested > cap:
             for r in resources:
-                r.scale(what, factor)
-            warnings.append(f"interactive pod: {_number(total / unit)} {words} is more than the cluster "
-                            f"allows ({key}: {_number(s[key])}); requests and limits scaled down to fit")
+                r.scale(what, cap / requested)
+            warnings.append(f"interactive pod: {_number(requested / unit)} {words} requested, more than the "
+                            f"cluster allows ({key}: {_number(s[key])}); requests scaled down to fit")
+        if what != "gpu":
+            _fit_limits(resources, what, cap)
+
+
+def _fit_limits(resources, what, cap):
+    """Take the excess of the limits over `cap` out of each container's headroom (limit - request)."""
+    limit = what + "_limit"
+    excess = sum(getattr(r, limit) for r in resources) - cap
+    headroom = sum(getattr(r, limit) - getattr(r, what) for r in resources)
+    if excess <= 0 or headroom <= 0:
+        return
+    share = min(1.0, excess / headroom)
+    for r in resources:
+        room = getattr(r, limit) - getattr(r, what)
+        setattr(r, limit, getattr(r, limit) - math.ceil(room * share))
+
 
 def _unique(name, taken):
     candidate, n = name, 1

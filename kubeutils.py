@@ -85,9 +85,19 @@ def template_env(root="."):
 
 
 def template_error(err, name):
-    """A Jinja error as a configuration problem pointing at the template file and line (exit 2)."""
-    where = getattr(err, "filename", None) or name
-    return ConfigError([Problem(where, getattr(err, "lineno", None), None, "", f"template error: {err}",
+    """A Jinja error as a configuration problem pointing at the template file and line (exit 2). Syntax
+    errors carry them; errors while rendering (an undefined variable) are found in the traceback, whose
+    frames of compiled templates point at the template file."""
+    where, line = getattr(err, "filename", None), getattr(err, "lineno", None)
+    if not where:
+        tb = err.__traceback__
+        while tb is not None:
+            filename = tb.tb_frame.f_code.co_filename
+            if filename.endswith(".j2"):     # Jinja rewrites these frames to template lines
+                where, line = filename, tb.tb_lineno
+            tb = tb.tb_next
+    where = os.path.relpath(where) if where and os.path.isabs(where) else (where or name)
+    return ConfigError([Problem(where, line, None, "", f"template error: {err}",
                                 ["templates in config/templates/ override the toolbox's "
                                  "(src/toolbox/templates/); compare yours with them"])])
 

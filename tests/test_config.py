@@ -128,6 +128,13 @@ BROKEN = [
          "with base 10: 'abc'\n    write plain values; YAML tags (!name) are not supported"],
         id="yaml-tags"),
     pytest.param(
+        "model:\n  a:\n    command: run\n    hparam: {lr: 0.1, _lr: 0.2, seed: [1, 2, 1]}\n",
+        ["error: config/launch.yaml:4:23: model.a.hparam._lr: '_lr' and 'lr' are the same hparam (a leading _ "
+         "only hides it from names)\n    keep one of them",
+         "error: config/launch.yaml:4:46: model.a.hparam.seed[2]: '1' is already in this list\n"
+         "    each value gives one cell; remove the repeat"],
+        id="same-hparam-twice"),
+    pytest.param(
         "- a\n- b\n",
         ["error: config/launch.yaml:1:1: the file must be a map of keys (key: value)"],
         id="not-a-map"),

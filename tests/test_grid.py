@@ -276,3 +276,16 @@ def test_placeholder_names_and_shell_text(project, command, expected):
     (cell,) = grid(project, f"model:\n  m:\n    command: '{command}'\n"
                             "    hparam: {learning-rate: 0.1, model.size: big, x: 1}\n").cells
     assert cell.command == expected
+
+
+def test_no_empty_block_warning_for_overlaps_or_make_line_filters(project):
+    launch = """\
+        model:
+          a: {command: a}
+          b: {command: b}
+        run:
+          - {model: [a, b]}
+          - {model: [a]}
+    """
+    assert grid(project, launch).warnings == []                # block 2 repeats cells of block 1
+    assert grid(project, launch, models={"b"}).warnings == []  # model=b leaves block 2 empty on purpose

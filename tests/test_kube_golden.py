@@ -130,6 +130,11 @@ def test_broken_template_is_a_config_error(project, cli):
     result = cli("dryrun")
     assert result.code == 2
     assert "config/templates/pod-spec.yaml.j2:2: template error:" in result.err
+    # an error while rendering (not parsing) is located too
+    Path("config/templates/pod-spec.yaml.j2").write_text("restartPolicy: Never\nnodeName: {{ no_such_variable }}\n")
+    result = cli("dryrun")
+    assert result.code == 2
+    assert "error: config/templates/pod-spec.yaml.j2:2: template error: 'no_such_variable' is undefined" in result.err
 
 
 # -- build/ ---------------------------------------------------------------------------------------------------

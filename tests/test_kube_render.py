@@ -296,6 +296,23 @@ def test_interactive_pod_caps_with_warning(project):
     total_memory = sum(int(c["resources"]["limits"]["memory"].rstrip("MG")) * (1000 if c["resources"]["limits"][
         "memory"].endswith("G") else 1) for c in containers)
     assert total_memory <= 32000
+    requests = [c["resources"]["requests"] for c in containers]
+    millicores = [int(r["cpu"][:-1]) if r["cpu"].endswith("m") else int(float(r["cpu"]) * 1000) for r in requests]
+    assert sum(millicores) == 16000                                            # 25 requested: scaled to fit
+
+
+def test_default_resources_fit_the_interactive_caps_silently(project):
+    from toolbox import kubeutils
+    from toolbox.config import load_config
+    from toolbox.kubecli import project_settings
+
+    settings = project_settings(load_config(".", need_launch=False))        # memory 32 GB, limit ratio 1.2
+    renderer = kubeutils.Renderer(".", {})
+    pod = validate(load(renderer.pod_manifest(settings, "alice-demo-interactive-pod")))
+    assert renderer.warnings == []
+    resources = main_container(pod)["resources"]
+    assert resources["requests"]["memory"] == "32G" and resources["limits"]["memory"] == "32G"
+    assert resources["requests"]["cpu"] == "5" and resources["limits"]["cpu"] == "6"
     assert env_of(main_container(pod))["TOOLBOX_COMMAND"] == "sleep infinity"
     assert pod["metadata"]["labels"]["toolbox/role"] == "interactive"
 
