@@ -44,7 +44,7 @@ local-dryrun:
 ## Table of every cell: name, model, dataset, hparams, resources
 plan:
 	@$(LAUNCH) plan
-## Write the JSON Schemas of config/launch.yaml and config/kube.yaml for editor completion
+## Print the editor modelines that check config/*.yaml against the toolbox's JSON Schemas
 schema:
 	@$(LAUNCH) schema
 

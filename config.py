@@ -179,6 +179,7 @@ class Config:
         self.project = {}        # project-wide fields
         self.kube_layer = {}     # cell fields set in kube.yaml
         self.root_layer = {}     # cell fields set at launch.yaml's root
+        self.launch_project = {}  # project fields repeated at launch.yaml's root (must agree with kube.yaml)
         self.models = {}         # name -> Entry
         self.datasets = {}       # name -> Entry ("" when launch.yaml has no dataset section)
         self.run_blocks = []
@@ -197,7 +198,7 @@ class Config:
         for entry in entries:
             if entry is not None and field in entry.settings:
                 return launch, entry.path + (field,)
-        if field in self.root_layer or field in getattr(self, "_launch_project", {}):
+        if field in self.root_layer or field in self.launch_project:
             return launch, (field,)
         if field in self.kube_layer or field in self.project:
             return kube, (field,)
@@ -372,12 +373,12 @@ def _check_launch_root(config, src, problems):
     cell, project = _fields_layer(config, src, (), src.data, fields.LAUNCH_ROOT_KEYS,
                                   f"the top level of {LAUNCH_FILE}", problems, allow_project=True)
     config.root_layer = cell
-    config._launch_project = project
+    config.launch_project = project
 
 
 def _check_project(config, kube_file, launch_file, problems):
     """Project-wide fields come from kube.yaml; launch.yaml may repeat them only with the same value."""
-    for key, value in getattr(config, "_launch_project", {}).items():
+    for key, value in config.launch_project.items():
         if value is None:
             continue
         if key in config.project and config.project[key] != value:

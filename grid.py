@@ -152,9 +152,7 @@ class _Expander:
         self.dataset_filter = datasets
         self.selected = 0        # cells the current run block selects (before overlapping ones are dropped)
         project = config.project
-        self.head_prefix = naming.join_words(naming.slug(project.get("prefix") if project.get("prefix") is not None
-                                                         else project.get("user") or ""),
-                                             naming.slug(project.get("project_name", "")))
+        self.head_prefix = naming.object_name(naming.owner(project), project.get("project_name", ""))
 
     # -- cluster-field overrides ----------------------------------------------------------------------
     def _override(self, hp_name, key, text, hp):

@@ -1,4 +1,5 @@
-"""The Kubernetes commands (make job, dryrun, status, logs, delete*, clean_jobs, retry, pod, copy, deploy_key).
+"""Submitting and deleting: make job, dryrun, retry, delete, delete_job, delete_pod, clean_jobs (make pod,
+copy and deploy_key are in kubepod.py; make status and logs in kubestatus.py), and what they share.
 
 Each handler takes the parsed options and returns an exit code. They follow describe -> validate ->
 execute: the grid is expanded and every manifest rendered and checked (ConfigError, exit 2) before the

@@ -64,8 +64,7 @@ def map_endpoint(value, endpoint_map):
 
 
 def env_secret_name(settings):
-    return naming.fit(naming.join_words(naming.slug(settings["user"]), naming.slug(settings["project_name"]),
-                                        "env"), naming.MAX_NAME)
+    return naming.object_name(settings["user"], settings["project_name"], "env")
 
 
 def env_problems(values):
@@ -215,8 +214,7 @@ def _configmap(files, settings):
     data[INDEX_KEY] = "".join(f"{f.key}\t{f.mode:o}\t{f.path}\n" for f in files)
     binary = {f.key: base64.b64encode(f.content).decode("ascii") for f in files if not f.text}
     identity = content_hash({"paths": [[f.path, f.key, f.mode] for f in files], "data": data, "binary": binary})
-    name = naming.fit(naming.join_words(naming.slug(settings["user"]), naming.slug(settings["project_name"]),
-                                        "files"), naming.MAX_NAME - 11) + "-" + identity[:10]
+    name = naming.object_name(settings["user"], settings["project_name"], "files", digest=identity[:10])
     configmap = {"apiVersion": "v1", "kind": "ConfigMap",
                  "metadata": {"name": name, "namespace": settings["namespace"],
                               "labels": owner_labels(settings, "files"),

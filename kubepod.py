@@ -27,7 +27,7 @@ CREATE_ATTEMPTS = 10
 def _prepare(args):
     config = load_config(".", need_launch=False)
     settings = project_settings(config)
-    base = args.pod or naming.pod_name(settings.get("prefix"), settings["project_name"])
+    base = args.pod or naming.pod_name(naming.owner(settings), settings["project_name"])
     if not naming.is_dns_label(base):
         raise UsageError(f"pod={base}", "not a valid pod name",
                          ["lower-case letters, digits and '-', at most 63 characters"])

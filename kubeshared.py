@@ -31,10 +31,8 @@ def _pool_key(settings):
 
 
 def pack_name(settings, members):
-    head = naming.join_words(naming.slug(settings.get("prefix") or ""), naming.slug(settings["project_name"]),
-                             "shared")
     digest = naming.cell_hash("\x1f".join(c.name for c in members))
-    return f"{naming.fit(head, naming.MAX_NAME - len(digest) - 1)}-{digest}"
+    return naming.object_name(naming.owner(settings), settings["project_name"], "shared", digest=digest)
 
 
 def existing_packs(jobs):

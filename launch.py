@@ -65,7 +65,7 @@ COMMANDS = {
     "local-first": ("runners:cmd_local_first", ["model", "dataset", "gpus"], "run only the first cell"),
     "local-dryrun": ("runners:cmd_local_dryrun", ["model", "dataset"], "print <name>: <command> per cell"),
     "plan": ("runners:cmd_plan", ["model", "dataset"], "table of every cell and what it requests"),
-    "schema": ("fields:cmd_schema", [], "write the JSON Schemas of launch.yaml and kube.yaml"),
+    "schema": ("fields:cmd_schema", [], "print the modelines that enable the JSON Schemas in editors"),
     # Kubernetes (kubecli.py: submitting and deleting; kubepod.py: the interactive pod; kubestatus.py)
     "job": ("kubecli:cmd_job", ["model", "dataset", "overwrite", "context"], "submit one Job per cell"),
     "dryrun": ("kubecli:cmd_dryrun", ["model", "dataset"], "write build/<name>.yaml for every cell"),

@@ -90,9 +90,23 @@ def heads(prefix_project, model_slug, dataset_slug, part_limit=12):
     return (full,) if short == full else (full, short)
 
 
+def owner(settings):
+    """Who a workload name starts with: `prefix` when set ('' for none), else `user`."""
+    prefix = settings.get("prefix")
+    return prefix if prefix is not None else settings.get("user") or ""
+
+
+def object_name(owner_text, project, *words, digest=None):
+    """`<owner>-<project>-<words>[-<digest>]` as a valid name: every object the toolbox creates."""
+    readable = join_words(slug(owner_text or ""), slug(project or ""), *words)
+    if digest:
+        return f"{fit(readable, MAX_NAME - len(digest) - 1)}-{digest}" if readable else digest
+    return fit(readable, MAX_NAME)
+
+
 def pod_name(prefix, project, suffix="interactive-pod"):
     """Name of the interactive pod: <prefix>-<project>-interactive-pod."""
-    return fit(join_words(slug(prefix or ""), slug(project), suffix), MAX_NAME)
+    return object_name(prefix, project, suffix)
 
 
 def next_free_name(name, taken):

@@ -391,3 +391,23 @@ def test_cluster_problems_point_at_the_line_that_set_the_field(project, cli):
     project.kube_yaml("project_name: demo\nuser: alice\nnamespace: My_NS\n")
     result = cli("pod-dryrun")
     assert result.err.startswith("error: config/kube.yaml:3:12: namespace: 'My_NS' is not a valid namespace name")
+
+
+def test_the_partly_imported_client_still_works_for_other_code():
+    """kubeapi imports only the parts of `kubernetes` it uses; user code in the same process that imports
+    the rest afterwards must get the whole package (a fresh interpreter, so sys.modules starts clean)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = (f"import importlib.util as u; s = u.spec_from_file_location('b', {str(ROOT / 'launch.py')!r}); "
+            "m = u.module_from_spec(s); s.loader.exec_module(m); m._register_toolbox_package()\n"
+            "from toolbox.kubeapi import client_modules; client_modules()\n"
+            "import kubernetes\n"
+            "from kubernetes import client, config, watch\n"
+            "assert client.CoreV1Api and client.V1Pod(metadata=client.V1ObjectMeta(name='x')).metadata.name == 'x'\n"
+            "assert kubernetes.client.BatchV1Api is client.BatchV1Api and watch.Watch and config.load_kube_config\n"
+            "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == "ok\n", result.stderr

@@ -69,6 +69,14 @@ class S3Contract:
         assert s3utils.remove_s3_path(pattern) == expected
         assert self.s3.keys() == sorted(set(TREE) - set(expected))
 
+    def test_folder_markers_are_found_and_removed_but_never_downloaded(self):
+        self.s3.seed({"data/1.txt": "one", "data/empty/": ""})
+        assert s3utils.get_s3_objects("data/") == ["data/1.txt", "data/empty/"]
+        assert list(s3utils.download_s3_path("data/", progress=False)) == ["data/1.txt"]
+        assert read_tree("data") == {"1.txt": b"one"}
+        assert s3utils.remove_s3_path("data/") == ["data/1.txt", "data/empty/"]
+        assert self.s3.keys() == []
+
     def test_nothing_matches_is_an_error_with_a_suggestion(self):
         make_tree("", {"data/1.txt": "one"})
         self.s3.seed({"data/1.txt": "one"})
