@@ -151,6 +151,7 @@ class _Expander:
         self.model_filter = models
         self.dataset_filter = datasets
         self.selected = 0        # cells the current run block selects (before overlapping ones are dropped)
+        self.known_names = {}    # model -> hparam names its cells have (for unknown-placeholder warnings)
         project = config.project
         self.head_prefix = naming.object_name(naming.owner(project), project.get("project_name", ""))
 
@@ -206,7 +207,7 @@ class _Expander:
                              + (" and the model=/dataset= filters" if self.model_filter or self.dataset_filter else ""))
         if self.problems:
             raise ConfigError(self.problems)
-        self._warn_placeholders(cells)
+        self._warn_placeholders()
         return cells
 
     def _datasets(self, block):
@@ -246,6 +247,9 @@ class _Expander:
             if not allowed:
                 return
             choice_lists.append([_Choice(pairs) for pairs in allowed])
+        known = self.known_names.setdefault(model_name, set())
+        for hp in axes:      # every choice of an axis has the same keys
+            known.update(n for key, _ in hp.choices[0] for n in (key, _plain(key)))
         overriding = [hp for hp in axes if hp.name in fields.SCALAR_CELL_FIELDS or
                       (hp.grouped and any(_plain(k) in fields.SCALAR_CELL_FIELDS for k, _ in hp.choices[0][1:]))]
         text = self.texts[model_name]
@@ -293,13 +297,8 @@ class _Expander:
                         result.append((name, value))
         return tuple(result)
 
-    def _warn_placeholders(self, cells):
-        known_by_model = {}
-        for cell in cells:
-            names = known_by_model.setdefault(cell.model, set())
-            for key, _ in cell.hparams:
-                names.update((key, key.lstrip("_") or key))
-        for model_name, names in known_by_model.items():
+    def _warn_placeholders(self):
+        for model_name, names in self.known_names.items():
             text = self.texts[model_name]
             entry = self.config.models[model_name]
             for template, field in ((text.remote, "command"), (text.local, "command")):
