@@ -288,25 +288,23 @@ def download_s3_path(path, local_path=".", overwrite=False, checksum=False, prog
                      api_call=False) -> Transferred:
     """Download what `path` selects to <local_path>/<key>; unchanged files are skipped.
     api_call=True: through the local S3 API server when one runs (see send_request)."""
-    if api_call:
-        done = _via_api("download", path, local_path=local_path, overwrite=overwrite, checksum=checksum)
-        if done is not None:
-            return done
-    backend = get_backend()
-    plan = plan_transfer(backend, path, "down", local_path, overwrite, checksum)
-    return run_plan(backend, plan, backend.settings.url(parse(path).text), progress)
+    return _transfer("download", "down", path, local_path, overwrite, checksum, progress, api_call)
 
 
 def upload_s3_path(path, local_path=".", overwrite=False, checksum=False, progress=True,
                    api_call=False) -> Transferred:
     """Upload what `path` selects under local_path to the same keys; unchanged files are skipped.
     api_call=True: through the local S3 API server when one runs."""
+    return _transfer("upload", "up", path, local_path, overwrite, checksum, progress, api_call)
+
+
+def _transfer(command, direction, path, local_path, overwrite, checksum, progress, api_call):
     if api_call:
-        done = _via_api("upload", path, local_path=local_path, overwrite=overwrite, checksum=checksum)
+        done = _via_api(command, path, local_path=local_path, overwrite=overwrite, checksum=checksum)
         if done is not None:
             return done
     backend = get_backend()
-    plan = plan_transfer(backend, path, "up", local_path, overwrite, checksum)
+    plan = plan_transfer(backend, path, direction, local_path, overwrite, checksum)
     return run_plan(backend, plan, backend.settings.url(parse(path).text), progress)
 
 
