@@ -6,6 +6,15 @@ import yaml
 
 from kube_double.schema import validator  # the double's cached strict 1.33 validators
 
+# A 2-cell grid shared by the Kubernetes tests.
+LAUNCH = """\
+    model:
+      train:
+        command: python src/train.py --lr <lr>
+        hparam:
+          lr: [0.1, 0.01]
+"""
+
 
 def validate(manifest):
     """Assert a manifest passes kubernetes-validate's strict schema for Kubernetes 1.33."""

@@ -1,13 +1,7 @@
 """End to end through the real Makefile (make job / status / delete / dryrun / deploy_key) and the double."""
 import pytest
 
-LAUNCH = """\
-    model:
-      train:
-        command: python src/train.py --lr <lr>
-        hparam:
-          lr: [0.1, 0.01]
-"""
+from kube_helpers import LAUNCH  # a 2-cell grid
 
 
 @pytest.fixture

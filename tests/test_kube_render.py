@@ -8,16 +8,8 @@ import os
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kube_helpers import (env_of, leaks, load, main_container, manifests, pod_spec, render_cells, startup_of,
+from kube_helpers import (LAUNCH, env_of, leaks, load, main_container, manifests, pod_spec, render_cells, startup_of,
                           validate)
-
-LAUNCH = """\
-    model:
-      train:
-        command: python src/train.py --lr <lr>
-        hparam:
-          lr: [0.1, 0.01]
-"""
 
 
 def one(project, kube_extra="", launch=LAUNCH, env=None):
