@@ -87,6 +87,32 @@ class CommandError(ToolboxError):
     """An external action failed (a subprocess, an API call, a transfer)."""
 
 
+class KubeError(CommandError):
+    """An API call the server refused: `error: job/NAME: Forbidden: <the server's message>`."""
+
+    def __init__(self, where, code, reason, message, status=None, hint=None):
+        super().__init__(where, f"{reason}: {message}" if message else reason, hint=hint)
+        self.code, self.reason, self.message, self.status = code, reason, message, status or {}
+
+
+class Unreachable(CommandError):
+    """The API server did not answer (wrong address, VPN down, cluster down)."""
+
+
+class S3Error(ToolboxError):
+    """The one exception of the S3 API (`from toolbox.s3utils import S3Error`): bad pattern, missing
+    setting, S3 error or failed transfers. `result` carries the partial result (a `Transferred`) when
+    some transfers failed."""
+
+    def __init__(self, where, what, details=(), hint=None, result=None):
+        super().__init__(where, what, details, hint)
+        self.result = result
+
+
+class S3UsageError(S3Error, UsageError):
+    """A bad S3 path, option or setting: nothing was transferred (exit code 2)."""
+
+
 def did_you_mean(word, choices, n=1):
     """A 'did you mean ...?' detail line for a typo, or None."""
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=n, cutoff=0.6)

@@ -60,8 +60,8 @@ def expansion_rate(root):
     bootstrap = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bootstrap)
     bootstrap._register_toolbox_package()
-    from toolbox.config import load_config
-    from toolbox.grid import expand
+    from toolbox.core.config import load_config
+    from toolbox.core.grid import expand
 
     config = load_config(root)
     best = float("inf")

@@ -75,7 +75,7 @@ class Bench:
 
         self.client = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1",
                                    config=Config(s3={"addressing_style": "path"}))
-        from toolbox.s3config import find_s5cmd
+        from toolbox.s3.settings import find_s5cmd
         self.s5cmd = find_s5cmd()
 
     def keys(self, prefix):

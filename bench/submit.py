@@ -69,8 +69,8 @@ def start_double(tmp, validate):
 def floor(env, cwd):
     """The fixed cost of any command: interpreter start and imports of the job command's modules."""
     code = ("import importlib.util as u; s = u.spec_from_file_location('b', 'launch.py'); m = u.module_from_spec(s);"
-            " s.loader.exec_module(m); m._register_toolbox_package(); import toolbox.kubecli, toolbox.runners, "
-            "toolbox.kubeutils, jinja2, dotenv; from toolbox.kubeapi import client_modules; client_modules()")
+            " s.loader.exec_module(m); m._register_toolbox_package(); import toolbox.cli.kube, toolbox.kube.submit, toolbox.local.runner, "
+            "toolbox.kube.render, jinja2, dotenv; from toolbox.kube.client import client_modules; client_modules()")
     best = min(timed([PYTHON, "-c", code], cwd, env)[0] for _ in range(3))
     return best
 

@@ -30,7 +30,9 @@ def load(text):
 
 def render_cells(root=".", env_values=None, models=None, datasets=None):
     """(cells, renderer, texts) of the project at root, as `make dryrun` renders them."""
-    from toolbox import config, grid, kubeutils
+    from toolbox.core import config
+    from toolbox.core import grid
+    from toolbox import kubeutils
 
     cells = grid.expand(config.load_config(root), models, datasets).cells
     renderer = kubeutils.Renderer(root, env_values or {}, kubeutils.sweep_id(cells))

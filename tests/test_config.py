@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from toolbox import fields
-from toolbox.config import load_config
+from toolbox.core import fields
+from toolbox.core.config import load_config
 from toolbox.errors import ConfigError
-from toolbox.grid import expand
+from toolbox.core.grid import expand
 
 KUBE = """\
 project_name: demo

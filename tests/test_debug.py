@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from toolbox import debugutils
-from toolbox.debugutils import edit_configurations, parse_jsonc, python_invocation, strip_jsonc
+from toolbox.devtools import vscode as debugutils
+from toolbox.devtools.vscode import edit_configurations, parse_jsonc, python_invocation, strip_jsonc
 from toolbox.errors import ToolboxError
 
 
@@ -269,7 +269,7 @@ dataset:
 
 
 def test_make_debug_writes_one_configuration_per_cell(project, make):
-    from toolbox.grid import load_cells
+    from toolbox.core.grid import load_cells
 
     project.launch_yaml(LAUNCH)
     project.write(".vscode/launch.json", USER_FILE)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from toolbox import envsetup, envtargets
+from toolbox.devtools import environment as envsetup
+from toolbox.devtools import shell as envtargets
 
 TOOLBOX = Path(envtargets.__file__).resolve().parent
 UV = shutil.which("uv") or (str(Path(sys.executable).parent / "uv")
@@ -102,7 +103,7 @@ EQUALS=a=b=c
 
 
 def _expected_env(project):
-    from toolbox.envfile import read_env
+    from toolbox.core.envfile import read_env
 
     return read_env(str(project.path / ".env"))
 
@@ -250,7 +251,7 @@ def test_make_command_line_variables_parses_makeflags(makeflags, expected):
 
 def test_make_command_line_variables_round_trip_through_real_make(project, make):
     project.write("project.mk", "show:\n\t@$(PYTHON) -c 'import json,os,sys; sys.path.insert(0, \"src\"); "
-                  "from toolbox.envtargets import make_command_line_variables as f; print(json.dumps(f()))'\n")
+                  "from toolbox.devtools.shell import make_command_line_variables as f; print(json.dumps(f()))'\n")
     values = ["x y", "$$HOME;", "it's \"q\"", "back\\slash", ""]
     result = make("show", *[f"v{i}={v}" for i, v in enumerate(values)])
     import json

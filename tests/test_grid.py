@@ -1,9 +1,9 @@
 """Grid expansion: hparam forms, order, run filters, placeholders, sugar, cluster-field overrides."""
 import pytest
 
-from toolbox.config import load_config
-from toolbox.grid import expand
-from toolbox import sugar
+from toolbox.core.config import load_config
+from toolbox.core.grid import expand
+from toolbox.core import syntax as sugar
 
 
 def grid(project, launch, models=None, datasets=None):

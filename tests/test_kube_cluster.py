@@ -524,7 +524,7 @@ def test_light_client_import_keeps_the_whole_client_usable():
         "import importlib.util as u, sys",
         "s = u.spec_from_file_location('b', sys.argv[1]); m = u.module_from_spec(s); s.loader.exec_module(m)",
         "m._register_toolbox_package()",
-        "from toolbox import kubeapi; kubeapi.client_modules()",
+        "from toolbox.kube import client; client.client_modules()",
         "print(len([n for n in sys.modules if n.startswith('kubernetes.client.models.')]))",
         "import kubernetes; from kubernetes import client, watch",
         "print(kubernetes.__version__ != '', client.V1Pod.__name__, client.CoreV1Api.__name__, watch.Watch.__name__)",

@@ -73,9 +73,10 @@ def test_golden_jobs(project, config):
 
 
 def test_golden_shared_pack(project):
-    from toolbox import kubeshared, kubeutils
-    from toolbox.config import load_config
-    from toolbox.grid import expand
+    from toolbox.kube import packing as kubeshared
+    from toolbox import kubeutils
+    from toolbox.core.config import load_config
+    from toolbox.core.grid import expand
 
     project.kube_yaml("project_name: demo\nuser: alice\nnamespace: ns\ngpu_count: 1\nmemory: 20\n")
     project.launch_yaml("model:\n  m:\n    shared: 0.25\n    command: python src/train.py --seed <seed>\n"
@@ -105,7 +106,7 @@ LAUNCH = "model:\n  m:\n    command: echo <x>\n    hparam:\n      x: [a, b, c]\n
 
 
 def test_project_templates_override_the_toolbox_ones(project):
-    from toolbox.kubeutils import TEMPLATE_DIR
+    from toolbox.kube.render import TEMPLATE_DIR
 
     os.makedirs("config/templates")
     text = Path(TEMPLATE_DIR, "job.yaml.j2").read_text()

@@ -273,8 +273,8 @@ def test_servers_are_native_sidecars_sharing_scratch_volumes(project):
 
 def test_interactive_pod_caps_with_warning(project):
     from toolbox import kubeutils
-    from toolbox.config import load_config
-    from toolbox.kubecli import project_settings
+    from toolbox.core.config import load_config
+    from toolbox.kube.scope import project_settings
 
     project.kube_yaml("project_name: demo\nuser: alice\nnamespace: ns\ngpu_count: 4\nmemory: 64\ncpu_count: 20\n"
                       "server: {side: {command: x, port: 80, cpu_count: 5, memory: 16}}\n")
@@ -295,8 +295,8 @@ def test_interactive_pod_caps_with_warning(project):
 
 def test_default_resources_fit_the_interactive_caps_silently(project):
     from toolbox import kubeutils
-    from toolbox.config import load_config
-    from toolbox.kubecli import project_settings
+    from toolbox.core.config import load_config
+    from toolbox.kube.scope import project_settings
 
     settings = project_settings(load_config(".", need_launch=False))        # memory 32 GB, limit ratio 1.2
     renderer = kubeutils.Renderer(".", {})
@@ -334,7 +334,7 @@ def test_deploy_key_is_mounted_optionally(project):
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
 def test_quoted_scalars_round_trip(text):
-    from toolbox.kubeutils import flow, q
+    from toolbox.kube.render import flow, q
 
     assert load(f"key: {q(text)}\n") == {"key": text}
     assert load(f"key: {flow({'a': [text]})}\n") == {"key": {"a": [text]}}
@@ -395,7 +395,7 @@ def test_the_partly_imported_client_still_works_for_other_code():
 
     code = (f"import importlib.util as u; s = u.spec_from_file_location('b', {str(ROOT / 'launch.py')!r}); "
             "m = u.module_from_spec(s); s.loader.exec_module(m); m._register_toolbox_package()\n"
-            "from toolbox.kubeapi import client_modules; client_modules()\n"
+            "from toolbox.kube.client import client_modules; client_modules()\n"
             "import kubernetes\n"
             "from kubernetes import client, config, watch\n"
             "assert client.CoreV1Api and client.V1Pod(metadata=client.V1ObjectMeta(name='x')).metadata.name == 'x'\n"

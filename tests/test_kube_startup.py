@@ -163,10 +163,10 @@ SHARED_LAUNCH = """\
 
 
 def test_shared_cells_are_packed_with_summed_resources(project):
-    from toolbox import kubeshared
+    from toolbox.kube import packing as kubeshared
     from kube_helpers import validate
-    from toolbox.config import load_config
-    from toolbox.grid import expand
+    from toolbox.core.config import load_config
+    from toolbox.core.grid import expand
 
     project.kube_yaml("project_name: a-rather-long-project-name\nuser: alice\nnamespace: ns\nmemory: 16\n")
     project.launch_yaml(SHARED_LAUNCH)
@@ -190,9 +190,10 @@ def test_shared_cells_are_packed_with_summed_resources(project):
 
 
 def test_pack_runs_members_side_by_side_and_fails_if_one_fails(project, pod_dir):
-    from toolbox import kubeshared, kubeutils
-    from toolbox.config import load_config
-    from toolbox.grid import expand
+    from toolbox.kube import packing as kubeshared
+    from toolbox import kubeutils
+    from toolbox.core.config import load_config
+    from toolbox.core.grid import expand
 
     project.kube_yaml(f"project_name: demo\nuser: alice\nnamespace: ns\nconda_home: {pod_dir['conda']}\n")
     project.launch_yaml(SHARED_LAUNCH)

@@ -112,7 +112,7 @@ def test_env_file_values_arrive_exactly(project, cli):
 
 def test_pythonpath_and_cell_name(project, cli, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
-    project.launch_yaml("model:\n  m:\n    command: python -c \"import os, toolbox.naming; "
+    project.launch_yaml("model:\n  m:\n    command: python -c \"import os, toolbox.core.naming; "
                         "print(os.environ['PYTHONPATH']); print(os.environ['TOOLBOX_CELL_NAME'])\"\n")
     result = cli("local")
     assert result.code == 0, result.err

@@ -4,9 +4,9 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from toolbox import naming
-from toolbox.config import load_config
-from toolbox.grid import expand
+from toolbox.core import naming
+from toolbox.core.config import load_config
+from toolbox.core.grid import expand
 
 
 @pytest.mark.parametrize("text, expected", [

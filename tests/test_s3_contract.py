@@ -7,8 +7,9 @@ import os
 import pytest
 
 from fixtures_s3 import make_tree, read_tree
+from toolbox.errors import S3Error
 from toolbox import s3utils
-from toolbox.s3path import S3Error
+
 
 YELP = "Model/Yelp/t5_model_12weeks_wise-sky-249-northern-dawn-288_epoch_1419"
 TREE = {

@@ -7,8 +7,9 @@ import fnmatch
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from toolbox.s3path import (LOCK_NAME, LocalFile, RemoteObject, S3Error, is_internal_name, local_path_for,
-                            parse, parse_folder, plan_download, plan_upload, unsafe_key_reason, whole_prefix)
+from toolbox.errors import S3Error
+from toolbox.s3.paths import (LOCK_NAME, LocalFile, RemoteObject, is_internal_name, local_path_for, parse,
+                              parse_folder, plan_download, plan_upload, unsafe_key_reason, whole_prefix)
 
 KEYS = ["data", "data/1.txt", "data/2.txt", "data/10.txt", "data/.hidden", "data/sub/3.txt", "data.txt",
         "data2/x.txt", "ckpt-1", "ckpt-1/model.pt", "ckpt-10", "ckpt-10/model.pt",
@@ -252,7 +253,7 @@ def test_local_search_never_walks_outside_the_pattern(tmp_path, monkeypatch, pat
     import os
 
     from fixtures_s3 import make_tree
-    from toolbox.s3utils import find_local
+    from toolbox.s3.transfer import find_local
 
     make_tree(str(tmp_path), {"data/sub/x": "x", "data.txt": "s", "big/tree/y": "y", ".venv/z": "z"})
     seen = []

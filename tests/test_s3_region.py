@@ -13,8 +13,9 @@ import time
 import pytest
 
 from fixtures_s3 import SECRET_KEY, make_tree, read_tree
-from toolbox.s3config import choose_region, load_settings
-from toolbox.s3path import S3Error
+from toolbox.errors import S3Error
+from toolbox.s3.settings import choose_region, load_settings
+
 from toolbox.s3utils import download_s3_path, upload_s3_path
 
 KEYS = {name: (f"AKIA{name}REGIONKEY01", f"{name.lower()}-secret-never-printed-0123") for name in

@@ -21,9 +21,9 @@ from types import SimpleNamespace
 import pytest
 
 from fixtures_s3 import S3_VARS, Fault, make_tree, read_tree, s3_environment
-from toolbox.s3utils import (S3Error, Transferred, api_server_online, download_s3_path, get_s3_objects,
-                             keep_alive, list_s3_objects, remove_s3_path, send_request, shutdown_server,
-                             upload_s3_path)
+from toolbox.errors import S3Error
+from toolbox.s3utils import (Transferred, api_server_online, download_s3_path, get_s3_objects, keep_alive,
+                             list_s3_objects, remove_s3_path, send_request, shutdown_server, upload_s3_path)
 
 WAIT = 30
 TREE = {"data/1.txt": "one", "data/sub/2.txt": "two", "data.txt": "sibling"}

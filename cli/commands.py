@@ -1,0 +1,130 @@
+"""The one table of commands and options: `launch.py <command>` and the Makefile's targets dispatch here.
+
+Options come from make variables (`make job overwrite=true` exports `overwrite`), or from `--option value`
+flags; the Makefile's USER_VARS and `make help` are checked against this table by the tests.
+"""
+import argparse
+import os
+
+from toolbox.core.console import truthy
+from toolbox.errors import UsageError
+
+# Options: name -> (type, help). The name is also the make variable read from the environment.
+OPTIONS = {
+    "model": (str, "only these models (comma-separated)"),
+    "dataset": (str, "only these datasets (comma-separated)"),
+    "jobs": (int, "local runs at once (default 1, or one per GPU slot with gpus=)"),
+    "gpus": (str, "GPU ids to pin local runs to, e.g. 0,1,2,3"),
+    "gpus_per_run": (int, "GPUs per local run when gpus= is set (default 1)"),
+    "fail_fast": (bool, "stop at the first failed cell"),
+    "overwrite": (bool, "replace what exists (jobs) / transfer even if unchanged (S3)"),
+    "yes": (bool, "answer yes to confirmations"),
+    "name": (str, "a cell (job) name"),
+    "pod": (str, "interactive pod name"),
+    "context": (str, "kubeconfig context"),
+    "key": (str, "private key file of the read-only deploy key"),
+    "known_hosts": (str, "known_hosts file of the git SSH host (default: ssh-keyscan)"),
+    "file": (str, "S3 path or pattern, relative to the project root / bucket root"),
+    "local_path": (str, "local folder that mirrors the bucket root (default .)"),
+    "checksum": (bool, "compare content hashes instead of size+mtime"),
+    "delete": (bool, "sync: also delete extraneous files on the destination"),
+    "direction": (str, "sync direction: up or down"),
+    "folder": (str, "folder to monitor"),
+    "interval": (float, "monitor: seconds a file must stay unchanged before upload"),
+    "delete_after_upload": (bool, "monitor: delete local files once uploaded"),
+    "api": (bool, "go through the local S3 API server when one runs (else work here)"),
+    "port": (int, "S3 API server port (default S3_API_PORT, else 57575)"),
+    "initial_timeout": (float, "S3 API server: seconds to wait for a first request (600; 0 = forever)"),
+    "idle_timeout": (float, "S3 API server: seconds after the last request before it stops (30; 0 = never)"),
+    "target": (str, "a make target"),
+    "bash": (bool, "make shell: use bash even if zsh is available"),
+}
+
+# Commands: name -> ("module:function" under toolbox.cli, [options], help). Handlers take the parsed options
+# (argparse.Namespace) and return an exit code; they raise ToolboxError for user-facing failures.
+COMMANDS = {
+    # grid and local runs (cli/local.py)
+    "local": ("local:cmd_local", ["model", "dataset", "jobs", "gpus", "gpus_per_run", "fail_fast"],
+              "run every cell of the grid on this machine"),
+    "local-first": ("local:cmd_local_first", ["model", "dataset", "gpus"], "run only the first cell"),
+    "local-dryrun": ("local:cmd_local_dryrun", ["model", "dataset"], "print <name>: <command> per cell"),
+    "plan": ("local:cmd_plan", ["model", "dataset"], "table of every cell and what it requests"),
+    "schema": ("local:cmd_schema", [], "print the modelines that enable the JSON Schemas in editors"),
+    # Kubernetes (cli/kube.py: submitting and deleting; cli/pod.py: pods; cli/status.py: status and logs)
+    "job": ("kube:cmd_job", ["model", "dataset", "overwrite", "context"], "submit one Job per cell"),
+    "dryrun": ("kube:cmd_dryrun", ["model", "dataset"], "write build/<name>.yaml for every cell"),
+    "pod": ("pod:cmd_pod", ["pod", "context"], "start an interactive pod"),
+    "pod-dryrun": ("pod:cmd_pod_dryrun", ["pod"], "write the interactive pod manifest"),
+    "copy": ("pod:cmd_copy", ["pod", "context"], "push the file: list into a running pod"),
+    "status": ("status:cmd_status", ["model", "dataset", "context"], "state of every cell of the sweep"),
+    "logs": ("status:cmd_logs", ["name", "context"], "follow the logs of one cell, or of all running"),
+    "delete": ("kube:cmd_delete", ["yes", "context"], "delete this user's pods and jobs of this project"),
+    "delete_job": ("kube:cmd_delete_job", ["yes", "context"], "delete this user's jobs of this project"),
+    "delete_pod": ("kube:cmd_delete_pod", ["yes", "context"], "delete this user's pods of this project"),
+    "clean_jobs": ("kube:cmd_clean_jobs", ["yes", "context"], "delete failed jobs"),
+    "retry": ("kube:cmd_retry", ["model", "dataset", "yes", "context"], "recreate failed cells"),
+    "deploy_key": ("pod:cmd_deploy_key", ["key", "known_hosts", "context"],
+                   "store the git deploy key as a Secret for pods"),
+    # S3 (cli/s3.py)
+    "upload": ("s3:cmd_upload", ["file", "local_path", "overwrite", "checksum", "api", "port"], "upload to S3"),
+    "download": ("s3:cmd_download", ["file", "local_path", "overwrite", "checksum", "api", "port"],
+                 "download from S3"),
+    "list": ("s3:cmd_list", ["file"], "list one level of the bucket"),
+    "find": ("s3:cmd_find", ["file"], "find keys matching a pattern"),
+    "remove": ("s3:cmd_remove", ["file", "yes", "api", "port"], "remove keys from S3"),
+    "sync": ("s3:cmd_sync", ["file", "local_path", "direction", "delete", "checksum", "yes"],
+             "upload or download only what differs"),
+    "interactive": ("s3:cmd_interactive", ["file", "local_path", "yes"], "show matches, then act"),
+    "monitor": ("s3:cmd_monitor", ["folder", "file", "interval", "delete_after_upload"],
+                "upload new or changed files of a folder as they appear"),
+    "server": ("s3:cmd_server", ["port", "initial_timeout", "idle_timeout"],
+               "local S3 API server for the processes of this machine"),
+    # environment (cli/dev.py)
+    "shell": ("dev:cmd_shell", ["bash"], "interactive shell with the environment and .env"),
+    "create_environment": ("dev:cmd_create_environment", [], "create the project environment"),
+    "test_environment": ("dev:cmd_test_environment", [], "check the project environment"),
+    "tmux": ("dev:cmd_tmux", ["target"], "run a make target in a detached tmux session"),
+    "debug": ("dev:cmd_debug", ["target", "overwrite"], "VS Code debug configurations"),
+    "lint": ("dev:cmd_lint", [], "lint src/"),
+    "clean": ("dev:cmd_clean", [], "remove caches and build/"),
+}
+
+
+def _convert(name, kind, text):
+    if text is None or text == "":
+        return None
+    if kind is bool:
+        if str(text).strip().lower() not in ("1", "0", "true", "false", "yes", "no", "y", "n", "on", "off"):
+            raise UsageError(f"{name}={text}", "expected true or false")
+        return truthy(text)
+    try:
+        return kind(text)
+    except ValueError:
+        raise UsageError(f"{name}={text}", f"expected {'an integer' if kind is int else 'a number'}") from None
+
+
+def build_parser(only=None):
+    """The argument parser; with `only`, just that command's sub-parser (building all 30 costs ~30 ms)."""
+    parser = argparse.ArgumentParser(prog="launch.py", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    for command, (_, options, help_text) in COMMANDS.items():
+        if only and command != only:
+            continue
+        p = sub.add_parser(command, help=help_text)
+        for opt in options:
+            p.add_argument(f"--{opt}", dest=opt, default=None, help=OPTIONS[opt][1])
+    return parser
+
+
+def parse_options(argv, environ=None):
+    """argv flags win over make variables in the environment; values are converted to their types."""
+    environ = os.environ if environ is None else environ
+    args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
+    if not args.command:
+        return args
+    for opt in COMMANDS[args.command][1]:
+        raw = getattr(args, opt)
+        if raw is None:
+            raw = environ.get(opt)
+        setattr(args, opt, _convert(opt, OPTIONS[opt][0], raw))
+    return args
