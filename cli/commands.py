@@ -5,7 +5,9 @@ flags; the Makefile's USER_VARS and `make help` are checked against this table b
 """
 import argparse
 import os
+import re
 
+from toolbox import TOOLBOX_DIR
 from toolbox.core.console import truthy
 from toolbox.errors import UsageError
 
@@ -40,54 +42,64 @@ OPTIONS = {
     "bash": (bool, "make shell: use bash even if zsh is available"),
 }
 
-# Commands: name -> ("module:function" under toolbox.cli, [options], help). Handlers take the parsed options
+# Commands: name -> ("module:function" under toolbox.cli, [options]); the help of each is its `## ` line in
+# the Makefile (written once, shown by `make help` and `launch.py --help`). Handlers take the parsed options
 # (argparse.Namespace) and return an exit code; they raise ToolboxError for user-facing failures.
 COMMANDS = {
     # grid and local runs (cli/local.py)
-    "local": ("local:cmd_local", ["model", "dataset", "jobs", "gpus", "gpus_per_run", "fail_fast"],
-              "run every cell of the grid on this machine"),
-    "local-first": ("local:cmd_local_first", ["model", "dataset", "gpus"], "run only the first cell"),
-    "local-dryrun": ("local:cmd_local_dryrun", ["model", "dataset"], "print <name>: <command> per cell"),
-    "plan": ("local:cmd_plan", ["model", "dataset"], "table of every cell and what it requests"),
-    "schema": ("local:cmd_schema", [], "print the modelines that enable the JSON Schemas in editors"),
+    "local": ("local:cmd_local", ["model", "dataset", "jobs", "gpus", "gpus_per_run", "fail_fast"]),
+    "local-first": ("local:cmd_local_first", ["model", "dataset", "gpus"]),
+    "local-dryrun": ("local:cmd_local_dryrun", ["model", "dataset"]),
+    "plan": ("local:cmd_plan", ["model", "dataset"]),
+    "schema": ("local:cmd_schema", []),
     # Kubernetes (cli/kube.py: submitting and deleting; cli/pod.py: pods; cli/status.py: status and logs)
-    "job": ("kube:cmd_job", ["model", "dataset", "overwrite", "context"], "submit one Job per cell"),
-    "dryrun": ("kube:cmd_dryrun", ["model", "dataset"], "write build/<name>.yaml for every cell"),
-    "pod": ("pod:cmd_pod", ["pod", "context"], "start an interactive pod"),
-    "pod-dryrun": ("pod:cmd_pod_dryrun", ["pod"], "write the interactive pod manifest"),
-    "copy": ("pod:cmd_copy", ["pod", "context"], "push the file: list into a running pod"),
-    "status": ("status:cmd_status", ["model", "dataset", "context"], "state of every cell of the sweep"),
-    "logs": ("status:cmd_logs", ["name", "context"], "follow the logs of one cell, or of all running"),
-    "delete": ("kube:cmd_delete", ["yes", "context"], "delete this user's pods and jobs of this project"),
-    "delete_job": ("kube:cmd_delete_job", ["yes", "context"], "delete this user's jobs of this project"),
-    "delete_pod": ("kube:cmd_delete_pod", ["yes", "context"], "delete this user's pods of this project"),
-    "clean_jobs": ("kube:cmd_clean_jobs", ["yes", "context"], "delete failed jobs"),
-    "retry": ("kube:cmd_retry", ["model", "dataset", "yes", "context"], "recreate failed cells"),
-    "deploy_key": ("pod:cmd_deploy_key", ["key", "known_hosts", "context"],
-                   "store the git deploy key as a Secret for pods"),
+    "job": ("kube:cmd_job", ["model", "dataset", "overwrite", "context"]),
+    "dryrun": ("kube:cmd_dryrun", ["model", "dataset"]),
+    "pod": ("pod:cmd_pod", ["pod", "context"]),
+    "pod-dryrun": ("pod:cmd_pod_dryrun", ["pod"]),
+    "copy": ("pod:cmd_copy", ["pod", "context"]),
+    "status": ("status:cmd_status", ["model", "dataset", "context"]),
+    "logs": ("status:cmd_logs", ["name", "context"]),
+    "delete": ("kube:cmd_delete", ["yes", "context"]),
+    "delete_job": ("kube:cmd_delete_job", ["yes", "context"]),
+    "delete_pod": ("kube:cmd_delete_pod", ["yes", "context"]),
+    "clean_jobs": ("kube:cmd_clean_jobs", ["yes", "context"]),
+    "retry": ("kube:cmd_retry", ["model", "dataset", "yes", "context"]),
+    "deploy_key": ("pod:cmd_deploy_key", ["key", "known_hosts", "context"]),
     # S3 (cli/s3.py)
-    "upload": ("s3:cmd_upload", ["file", "local_path", "overwrite", "checksum", "api", "port"], "upload to S3"),
-    "download": ("s3:cmd_download", ["file", "local_path", "overwrite", "checksum", "api", "port"],
-                 "download from S3"),
-    "list": ("s3:cmd_list", ["file"], "list one level of the bucket"),
-    "find": ("s3:cmd_find", ["file"], "find keys matching a pattern"),
-    "remove": ("s3:cmd_remove", ["file", "yes", "api", "port"], "remove keys from S3"),
-    "sync": ("s3:cmd_sync", ["file", "local_path", "direction", "delete", "checksum", "yes"],
-             "upload or download only what differs"),
-    "interactive": ("s3:cmd_interactive", ["file", "local_path", "yes"], "show matches, then act"),
-    "monitor": ("s3:cmd_monitor", ["folder", "file", "interval", "delete_after_upload"],
-                "upload new or changed files of a folder as they appear"),
-    "server": ("s3:cmd_server", ["port", "initial_timeout", "idle_timeout"],
-               "local S3 API server for the processes of this machine"),
+    "upload": ("s3:cmd_upload", ["file", "local_path", "overwrite", "checksum", "api", "port"]),
+    "download": ("s3:cmd_download", ["file", "local_path", "overwrite", "checksum", "api", "port"]),
+    "list": ("s3:cmd_list", ["file"]),
+    "find": ("s3:cmd_find", ["file"]),
+    "remove": ("s3:cmd_remove", ["file", "yes", "api", "port"]),
+    "sync": ("s3:cmd_sync", ["file", "local_path", "direction", "delete", "checksum", "yes"]),
+    "interactive": ("s3:cmd_interactive", ["file", "local_path", "yes"]),
+    "monitor": ("s3:cmd_monitor", ["folder", "file", "interval", "delete_after_upload"]),
+    "server": ("s3:cmd_server", ["port", "initial_timeout", "idle_timeout"]),
     # environment (cli/dev.py)
-    "shell": ("dev:cmd_shell", ["bash"], "interactive shell with the environment and .env"),
-    "create_environment": ("dev:cmd_create_environment", [], "create the project environment"),
-    "test_environment": ("dev:cmd_test_environment", [], "check the project environment"),
-    "tmux": ("dev:cmd_tmux", ["target"], "run a make target in a detached tmux session"),
-    "debug": ("dev:cmd_debug", ["target", "overwrite"], "VS Code debug configurations"),
-    "lint": ("dev:cmd_lint", [], "lint src/"),
-    "clean": ("dev:cmd_clean", [], "remove caches and build/"),
+    "shell": ("dev:cmd_shell", ["bash"]),
+    "create_environment": ("dev:cmd_create_environment", []),
+    "test_environment": ("dev:cmd_test_environment", []),
+    "tmux": ("dev:cmd_tmux", ["target"]),
+    "debug": ("dev:cmd_debug", ["target", "overwrite"]),
+    "lint": ("dev:cmd_lint", []),
+    "clean": ("dev:cmd_clean", []),
 }
+
+
+def target_help(makefile=None):
+    """target -> its `## ` description in the Makefile (one rule may name several targets: `upload up:`)."""
+    helps, doc = {}, None
+    with open(makefile or os.path.join(TOOLBOX_DIR, "Makefile"), encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("## "):
+                doc = line[3:].strip()
+                continue
+            rule = re.match(r"^([A-Za-z0-9_.-]+(?: [A-Za-z0-9_.-]+)*):(?!=)", line)
+            if rule and doc:
+                helps.update((name, doc) for name in rule.group(1).split())
+            doc = None
+    return helps
 
 
 def _convert(name, kind, text):
@@ -105,12 +117,14 @@ def _convert(name, kind, text):
 
 def build_parser(only=None):
     """The argument parser; with `only`, just that command's sub-parser (building all 30 costs ~30 ms)."""
-    parser = argparse.ArgumentParser(prog="launch.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="launch.py",
+                                     description="Run one Kube Toolbox command (the Makefile's targets call this).")
     sub = parser.add_subparsers(dest="command", metavar="command")
-    for command, (_, options, help_text) in COMMANDS.items():
+    helps = {} if only else target_help()
+    for command, (_, options) in COMMANDS.items():
         if only and command != only:
             continue
-        p = sub.add_parser(command, help=help_text)
+        p = sub.add_parser(command, help=helps.get(command))
         for opt in options:
             p.add_argument(f"--{opt}", dest=opt, default=None, help=OPTIONS[opt][1])
     return parser

@@ -5,6 +5,8 @@ Values survive exactly: spaces, quotes, `#` inside quotes and `$` (no interpolat
 import functools
 import os
 
+from toolbox.errors import UsageError
+
 ENV_FILE = ".env"
 # Values shorter than this are not scrubbed from output (e.g. "1", "true"): they are not secrets
 # and scrubbing them would garble unrelated text.
@@ -30,8 +32,6 @@ def read_env(path=ENV_FILE):
 def _parse(path, mtime_ns, size):
     """Parsed once per version of the file (several parts of one command read it)."""
     from dotenv import dotenv_values
-
-    from toolbox.errors import UsageError
 
     try:
         values = dotenv_values(path, interpolate=False, encoding="utf-8")

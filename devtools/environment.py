@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from toolbox import TOOLBOX_DIR as TOOLBOX_DIR_TEXT
+from toolbox.core.config import KUBE_FILE, finalize, load_config, merge_layers
 from toolbox.errors import CommandError, ToolboxError
 
 TOOLBOX_DIR = Path(TOOLBOX_DIR_TEXT).resolve()
@@ -80,8 +81,6 @@ def conda_envs(conda_exe):
 def conda_env_name():
     """conda_env_name of config/kube.yaml (default: project_name), else environment.yml's name, else the
     project folder's name."""
-    from toolbox.core.config import KUBE_FILE, finalize, load_config, merge_layers
-
     if os.path.isfile(KUBE_FILE):
         config = load_config(".", need_launch=False)
         settings = finalize(merge_layers([config.kube_layer]), config.project)

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 
+from toolbox.devtools.shell import MAKE_INTERNALS, make_command_line_variables, make_targets
 from toolbox.errors import CommandError, ToolboxError, UsageError, choices_line, did_you_mean
 
 LAUNCH_JSON = os.path.join(".vscode", "launch.json")
@@ -442,8 +443,6 @@ def update_for_cells(cells, overwrite=False, path=LAUNCH_JSON):
 def target_command(target, environ=None):
     """The recipe text `make -n target` prints (what make would run), with the variables of this make
     command line (e.g. `make debug target=train epochs=3`) passed on."""
-    from toolbox.devtools.shell import MAKE_INTERNALS, make_command_line_variables
-
     environ = dict(os.environ if environ is None else environ)
     variables = [v for v in make_command_line_variables(environ) if not v.startswith(("target=", "overwrite="))]
     for key in MAKE_INTERNALS:
@@ -457,8 +456,6 @@ def target_command(target, environ=None):
 
 
 def update_for_target(target, overwrite=False, path=LAUNCH_JSON):
-    from toolbox.devtools.shell import make_targets
-
     targets = make_targets()
     if target not in targets:
         hint = did_you_mean(target, sorted(targets), n=3)

@@ -13,6 +13,7 @@ import sys
 import threading
 import types
 
+from toolbox.kube.objects import HASH_ANNOTATION
 from toolbox.errors import KubeError, ToolboxError, Unreachable
 
 THREADS = 16
@@ -245,8 +246,6 @@ class Cluster:
 
     def upsert(self, body):
         """Create, or replace when the content hash annotation differs: 'created', 'updated', 'unchanged'."""
-        from toolbox.kube.objects import HASH_ANNOTATION
-
         existing = self.get(body["kind"], body["metadata"]["name"])
         if existing is None:
             try:

@@ -13,10 +13,9 @@ import os
 import re
 import shlex
 
-from toolbox.kube import objects
-from toolbox.kube import podspec
-from toolbox.errors import ConfigError, Problem
 from toolbox import TOOLBOX_DIR
+from toolbox.errors import ConfigError, Problem
+from toolbox.kube import objects, packing, podspec
 
 TEMPLATE_DIR = os.path.join(TOOLBOX_DIR, "templates")
 OVERRIDE_DIR = os.path.join("config", "templates")
@@ -331,8 +330,6 @@ class Renderer:
         """The Job of a shared-GPU pack (packing.py): its members run side by side in one container,
         their commands and names in TOOLBOX_MEMBER_<i> / TOOLBOX_MEMBER_<i>_NAME."""
         import copy
-
-        from toolbox.kube import packing
 
         for cell in members:
             if SLEEP_INFINITY.search(cell.command):

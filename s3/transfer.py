@@ -50,6 +50,8 @@ def get_backend():
     with _backends_lock:
         backend = _backends.get(cache_key)
         if backend is None:
+            # import only the chosen backend: a user script that downloads with s5cmd never loads boto3's
+            # transfer manager
             if settings.backend == "s5cmd":
                 from toolbox.s3.backends.s5cmd import S5cmdBackend as cls
             else:

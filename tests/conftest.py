@@ -28,12 +28,11 @@ _register_toolbox()
 
 pytest_plugins = ["fixtures_s3", "fixtures_kube"]
 
-# Make variables the CLI reads from the environment: cleared for every test so that a developer's
-# shell cannot change results.
-MAKE_VARS = ["model", "dataset", "jobs", "gpus", "gpus_per_run", "fail_fast", "overwrite", "yes", "name",
-             "pod", "context", "file", "local_path", "checksum", "delete", "direction", "folder", "interval",
-             "delete_after_upload", "target", "bash", "key", "known_hosts", "api", "port", "initial_timeout",
-             "idle_timeout", "S3_API_PORT", "S3_API_TOKEN_FILE", "S3_REGIONS", "S3_REGION", "S3_REGION_SELECT",
+# Make variables the CLI reads from the environment (every option of the command table, and the S3 and
+# runtime settings): cleared for every test so that a developer's shell cannot change results.
+from toolbox.cli.commands import OPTIONS  # noqa: E402 (the toolbox package is registered just above)
+
+MAKE_VARS = [*OPTIONS, "S3_API_PORT", "S3_API_TOKEN_FILE", "S3_REGIONS", "S3_REGION", "S3_REGION_SELECT",
              "NODE_NAME", "CUDA_VISIBLE_DEVICES", "TOOLBOX_FULL_ERROR"]
 
 

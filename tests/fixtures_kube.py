@@ -1,4 +1,4 @@
-"""Fixtures for the Kubernetes API server double (tests/kube_double/).
+"""Fixtures for the Kubernetes API server double (tests/doubles/kube_api/).
 
 - `kube_api` (session): the running double; its hooks are documented on `kube_double.KubeDouble`.
 - `kubeconfig`: resets the double, writes a kubeconfig (context `double`, namespace `ns`, a fake token) and
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from kube_double import KubeDouble
+from doubles.kube_api import KubeDouble
 
 
 def kubectl_path():

@@ -4,7 +4,7 @@ import base64
 
 import yaml
 
-from kube_double.schema import validator  # the double's cached strict 1.33 validators
+from doubles.kube_api.schema import validator  # the double's cached strict 1.33 validators
 
 # A 2-cell grid shared by the Kubernetes tests.
 LAUNCH = """\

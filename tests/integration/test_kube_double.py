@@ -561,7 +561,7 @@ def test_patch_content_types(raw, batch, kube_api):
 
 
 def test_strategic_merge_patch_merges_containers_by_name():
-    from kube_double.patch import strategic_merge_patch
+    from doubles.kube_api.patch import strategic_merge_patch
     live = {"spec": {"containers": [{"name": "a", "image": "1", "command": ["x"]}, {"name": "b", "image": "2"}]}}
     patch = {"spec": {"$setElementOrder/containers": [{"name": "a"}, {"name": "b"}],
                       "containers": [{"name": "b", "image": "3"}]}}
@@ -813,7 +813,7 @@ def test_newer_kubectl_works_too(kubectl, manifests, kube_api):
 
 def test_standalone_server(tmp_path):
     config = tmp_path / "kubeconfig"
-    script = Path(__file__).parent / "kube_double"
+    script = Path(__file__).resolve().parents[1] / "doubles" / "kube_api"
     process = subprocess.Popen([sys.executable, str(script), "--port", "0", "--kubeconfig", str(config),
                                 "--no-validate"], stdout=subprocess.PIPE, text=True)
     try:

@@ -14,7 +14,7 @@ import yaml
 from lint_helpers import (check_workflow_schema, lint_dockerfile, lint_shell, lint_workflow,
                           workflow_run_scripts)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKER_YML = ROOT / "workflows" / "docker.yml"
 MIRROR_YML = ROOT / "workflows" / "mirror.yml"

@@ -1,4 +1,4 @@
-"""Run the double standalone: `python tests/kube_double --port 0 --kubeconfig PATH [--no-validate]`.
+"""Run the double standalone: `python tests/doubles/kube_api --port 0 --kubeconfig PATH [--no-validate]`.
 
 Prints the server URL on stdout (one line, flushed) and serves until killed.
 """
@@ -6,18 +6,18 @@ import os
 import sys
 
 if __package__ in (None, ""):
-    # Run as `python tests/kube_double`: sys.path[0] is this folder, whose module names must not shadow the
+    # Run as `python tests/doubles/kube_api`: sys.path[0] is this folder, whose module names must not shadow the
     # standard library's; import the package from its parent instead.
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse
 import signal
 
-from kube_double.server import KubeDouble
+from doubles.kube_api.server import KubeDouble
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="kube_double", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="kube_api", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--kubeconfig", help="write a kubeconfig for this server here")

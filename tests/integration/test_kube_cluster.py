@@ -121,7 +121,7 @@ def test_a_job_being_deleted_is_created_again_once_gone(sweep, cli):
     assert cli("job").code == 0
     stored = job(sweep, name)
     # simulate a Job still terminating (foreground deletion): deletionTimestamp set, object still there
-    from kube_double.api import JOBS
+    from doubles.kube_api.api import JOBS
 
     sweep.api.update_object(JOBS, "ns", name,
                             lambda j: j["metadata"].update(deletionTimestamp="2024-01-01T00:00:00Z"))
@@ -519,7 +519,7 @@ def test_light_client_import_keeps_the_whole_client_usable():
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     code = "\n".join([
         "import importlib.util as u, sys",
         "s = u.spec_from_file_location('b', sys.argv[1]); m = u.module_from_spec(s); s.loader.exec_module(m)",
