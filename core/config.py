@@ -145,7 +145,7 @@ def load_config(root=".", need_launch=True):
         launch = load_yaml(launch_path, problems)
     elif need_launch:
         problems.append(Problem(launch_path, None, None, "", "file not found",
-                                ["the grid of experiments is declared here (see README, Quick start)"]))
+                                ["the grid of experiments is declared here (see docs/quickstart.md)"]))
     for src in (kube, launch):
         if src:
             config.sources[src.file] = src
@@ -357,7 +357,7 @@ def _list_hparam(config, src, path, key, values, problems):
         bad = _scalar_problem(value)
         if bad:
             problems.append(config.problem(src.file, path + (i,), bad,
-                                           ["for bundles of settings use named groups (see README, hparam)"]))
+                                           ["for bundles of settings use named groups (see docs/grid.md, hparam)"]))
             return None
         text = src.text(path + (i,), value)
         if text in seen:

@@ -1,6 +1,6 @@
 """Grid expansion: a validated Config -> the ordered list of cells. A pure function of the config.
 
-Order (documented in the README): run blocks in order; in each block datasets (outer loop) then
+Order (documented in docs/grid.md): run blocks in order; in each block datasets (outer loop) then
 models; then the Cartesian product of the hparams in key order (dataset keys first, then keys only
 the model has), the last key varying fastest. A cell's hparams are the dataset's updated by the
 model's (the model wins on the same name, `_x` and `x` being the same name).

@@ -12,7 +12,7 @@ from toolbox.kube import packing
 
 # -- states -----------------------------------------------------------------------------------------------
 def job_state(job):
-    """missing / pending / running / succeeded / failed / deleting (the resubmission table of README.md, "Kubernetes")."""
+    """missing / pending / running / succeeded / failed / deleting (the resubmission table of docs/kubernetes.md)."""
     if job is None:
         return "missing"
     meta, status = job.get("metadata") or {}, job.get("status") or {}

@@ -2,7 +2,7 @@
 
 Pure: no I/O, no boto3. Callers give listings (remote objects, local files) as plain data and get back
 explicit (key, local path) transfers. Both backends only ever execute such explicit lists, so they
-cannot disagree about keys or skip decisions. The rules are the numbered scenarios of README.md, "S3 / Path semantics".
+cannot disagree about keys or skip decisions. The rules are the numbered scenarios of docs/s3.md, "Path semantics".
 
 A pattern P selects a key K (or the local file whose path relative to the local root is K) when
   - P matches K entirely, or P matches a folder of K (a prefix of K ending just before a "/");

@@ -1,4 +1,4 @@
-"""The pure S3 path rules (s3path.py): the semantics table of README.md ("S3 / Path semantics"), parse errors, skip rules.
+"""The pure S3 path rules (s3path.py): the semantics table of docs/s3.md ("Path semantics"), parse errors, skip rules.
 
 No server here: these are the rules both backends are handed the results of.
 """
@@ -19,7 +19,7 @@ KEYS = ["data", "data/1.txt", "data/2.txt", "data/10.txt", "data/.hidden", "data
         "runs/a[1]/x", "runs/a1/x", "my file;'q\".txt", ".env", ".git/config", "sub/.git/HEAD", "sub/.envrc"]
 
 
-# The semantics table (README.md, "S3 / Path semantics"): row id -> pattern -> exactly the keys selected.
+# The semantics table (docs/s3.md, "Path semantics"): row id -> pattern -> exactly the keys selected.
 SEMANTICS = [
     pytest.param("data/1.txt", ["data/1.txt"], id="1-exact-file"),
     pytest.param("data/", ["data/.hidden", "data/1.txt", "data/10.txt", "data/2.txt", "data/sub/3.txt"],
