@@ -7,7 +7,9 @@ Shape of every message (see DESIGN.md):
 Only launch.py prints errors and chooses exit codes; modules raise.
 """
 import difflib
+import logging
 import os
+import sys
 
 EXIT_FAILED = 1       # some cells / transfers / submissions failed
 EXIT_USAGE = 2        # usage or config error: nothing was started
@@ -131,3 +133,25 @@ def choices_line(choices, limit=12):
 def full_tracebacks():
     """TOOLBOX_FULL_ERROR=1 shows Python tracebacks for debugging."""
     return os.environ.get("TOOLBOX_FULL_ERROR", "") not in ("", "0", "false")
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to the sys.stderr of the moment (a test's capture, a redirected stream), flushed."""
+
+    def emit(self, record):
+        try:
+            sys.stderr.write(f"warning: {record.getMessage()}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+LOG = logging.getLogger("toolbox")
+LOG.addHandler(_StderrHandler())
+LOG.propagate = False
+LOG.setLevel(logging.WARNING)
+
+
+def warn(message):
+    """The one way to warn: `warning: <message>` on stderr (something odd that does not stop the command)."""
+    LOG.warning("%s", message)

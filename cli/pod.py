@@ -1,12 +1,11 @@
 """`make pod`, `pod-dryrun`, `copy` (push the file: list into a running pod) and `deploy_key`."""
 import os
-import sys
 
 from toolbox.core import naming
 from toolbox.core.config import load_config
 from toolbox.core.console import human_bytes
 from toolbox.core.envfile import read_env
-from toolbox.errors import CommandError, ConfigError, KubeError, UsageError
+from toolbox.errors import CommandError, ConfigError, KubeError, UsageError, warn
 from toolbox.cli.output import Output
 from toolbox.kube import objects, render
 from toolbox.kube.build import BUILD_DIR, HEADER, POD_DRYRUN_LIST, object_yaml, write_build
@@ -27,7 +26,7 @@ def _prepare(args):
     text = renderer.pod_manifest(settings, base)
     renderer.check(config.locate)
     for warning in renderer.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        warn(warning)
     return settings, base, renderer, text
 
 

@@ -2,13 +2,12 @@
 before the first API call; the resubmission table; concurrent submission; what deletes target.
 """
 import concurrent.futures
-import sys
 import threading
 import time
 
 from toolbox.core.console import Progress
 from toolbox.core.envfile import read_env
-from toolbox.errors import KubeError, Unreachable
+from toolbox.errors import KubeError, Unreachable, warn
 from toolbox.kube import packing, render
 from toolbox.kube.scope import check_cluster_fields, selector
 from toolbox.kube.status import job_state
@@ -96,8 +95,7 @@ def warn_missing(cluster, renderer):
     for name, consequence in sorted(renderer.referenced_secrets().items()):
         try:
             if cluster.get("Secret", name) is None:
-                print(f"warning: Secret '{name}' not found in namespace '{cluster.namespace}': {consequence}",
-                      file=sys.stderr)
+                warn(f"Secret '{name}' not found in namespace '{cluster.namespace}': {consequence}")
         except KubeError:
             return  # e.g. not allowed to read secrets: nothing to say
 

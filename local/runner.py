@@ -13,7 +13,7 @@ import threading
 import time
 
 from toolbox.core.console import format_table, human_duration
-from toolbox.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
+from toolbox.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError, warn
 
 LOG_DIR = "logs"
 
@@ -56,8 +56,7 @@ def gpu_slots(gpus, per_run):
     if len(ids) < per_run:
         raise UsageError(f"gpus={gpus}", f"{len(ids)} GPU(s) given but gpus_per_run={per_run}")
     if len(ids) % per_run:
-        print(f"warning: gpus={gpus}: {len(ids) % per_run} GPU(s) left unused with gpus_per_run={per_run}",
-              file=sys.stderr)
+        warn(f"gpus={gpus}: {len(ids) % per_run} GPU(s) left unused with gpus_per_run={per_run}")
     return [ids[i:i + per_run] for i in range(0, len(ids) - len(ids) % per_run, per_run)]
 
 
@@ -201,8 +200,7 @@ def run_cells(cells, jobs=None, gpus=None, gpus_per_run=None, fail_fast=False, i
         raise UsageError(f"jobs={jobs}", "expected at least 1")
     jobs = jobs or (len(slots) if slots else 1)
     if slots and jobs > len(slots):
-        print(f"warning: jobs={jobs} but only {len(slots)} GPU slot(s): running {len(slots)} at a time",
-              file=sys.stderr)
+        warn(f"jobs={jobs} but only {len(slots)} GPU slot(s): running {len(slots)} at a time")
         jobs = len(slots)
     try:
         if jobs == 1:

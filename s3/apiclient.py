@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 
-from toolbox.errors import EXIT_USAGE, S3Error, S3UsageError
+from toolbox.errors import EXIT_USAGE, S3Error, S3UsageError, warn
 
 from toolbox.s3.transfer import Transferred
 
@@ -186,7 +186,7 @@ def keep_alive(interval=5, stop_event=None, port=None):
     port = api_port(port)
     reason = probe(port)
     if reason:
-        log(f"warning: keep_alive: {reason}; nothing to keep alive")
+        warn(f"keep_alive: {reason}; nothing to keep alive")
         return None, None
     event = stop_event or threading.Event()
 
@@ -195,10 +195,10 @@ def keep_alive(interval=5, stop_event=None, port=None):
             try:
                 request("alive", port=port, timeout=max(10, interval))
             except Unavailable as err:
-                log(f"warning: keep_alive: {err}; stopping")
+                warn(f"keep_alive: {err}; stopping")
                 return
             except S3Error as err:
-                log(f"warning: keep_alive: {err}")
+                warn(f"keep_alive: {err}")
 
     thread = threading.Thread(target=loop, name="s3-api-keep-alive", daemon=True)
     thread.start()
