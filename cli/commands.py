@@ -4,11 +4,12 @@ Options come from make variables (`make job overwrite=true` exports `overwrite`)
 flags; the Makefile's USER_VARS and `make help` are checked against this table by the tests.
 """
 import argparse
+import math
 import os
 import re
 
 from toolbox import TOOLBOX_DIR
-from toolbox.core.console import truthy
+from toolbox.core.console import parse_bool
 from toolbox.errors import UsageError
 
 # Options: name -> (type, help). The name is also the make variable read from the environment.
@@ -19,11 +20,16 @@ OPTIONS = {
     "gpus": (str, "GPU ids to pin local runs to, e.g. 0,1,2,3"),
     "gpus_per_run": (int, "GPUs per local run when gpus= is set (default 1)"),
     "fail_fast": (bool, "stop at the first failed cell"),
+    "grace": (float, "seconds a cell gets to finish after Ctrl-C/SIGTERM before SIGTERM, then SIGKILL (10)"),
+    "max_cells": (int, "refuse grids of more cells than this (default 100000)"),
     "overwrite": (bool, "replace what exists (jobs) / transfer even if unchanged (S3)"),
     "yes": (bool, "answer yes to confirmations"),
     "name": (str, "a cell (job) name"),
+    "node": (int, "logs: which node of a multi-node cell to follow (default 0)"),
     "pod": (str, "interactive pod name"),
     "context": (str, "kubeconfig context"),
+    "watch": (bool, "status: follow the sweep live (a watch on Jobs and Pods) until every cell finished"),
+    "from": (str, "report: where the states come from: cluster, local or plan (default: what ran last)"),
     "key": (str, "private key file of the read-only deploy key"),
     "known_hosts": (str, "known_hosts file of the git SSH host (default: ssh-keyscan)"),
     "file": (str, "S3 path or pattern, relative to the project root / bucket root"),
@@ -32,7 +38,8 @@ OPTIONS = {
     "delete": (bool, "sync: also delete extraneous files on the destination"),
     "direction": (str, "sync direction: up or down"),
     "folder": (str, "folder to monitor"),
-    "interval": (float, "monitor: seconds a file must stay unchanged before upload"),
+    "interval": (float, "monitor: seconds a file must stay unchanged before upload; status watch=1: seconds "
+                        "between summary lines when not on a terminal (10)"),
     "delete_after_upload": (bool, "monitor: delete local files once uploaded"),
     "api": (bool, "go through the local S3 API server when one runs (else work here)"),
     "port": (int, "S3 API server port (default S3_API_PORT, else 57575)"),
@@ -47,24 +54,27 @@ OPTIONS = {
 # (argparse.Namespace) and return an exit code; they raise ToolboxError for user-facing failures.
 COMMANDS = {
     # grid and local runs (cli/local.py)
-    "local": ("local:cmd_local", ["model", "dataset", "jobs", "gpus", "gpus_per_run", "fail_fast"]),
-    "local-first": ("local:cmd_local_first", ["model", "dataset", "gpus"]),
-    "local-dryrun": ("local:cmd_local_dryrun", ["model", "dataset"]),
-    "plan": ("local:cmd_plan", ["model", "dataset"]),
+    "local": ("local:cmd_local", ["model", "dataset", "jobs", "gpus", "gpus_per_run", "fail_fast", "grace",
+                                  "max_cells"]),
+    "local-first": ("local:cmd_local_first", ["model", "dataset", "gpus", "grace"]),
+    "local-dryrun": ("local:cmd_local_dryrun", ["model", "dataset", "max_cells"]),
+    "plan": ("local:cmd_plan", ["model", "dataset", "max_cells"]),
     "schema": ("local:cmd_schema", []),
-    # Kubernetes (cli/kube.py: submitting and deleting; cli/pod.py: pods; cli/status.py: status and logs)
-    "job": ("kube:cmd_job", ["model", "dataset", "overwrite", "context"]),
-    "dryrun": ("kube:cmd_dryrun", ["model", "dataset"]),
+    # Kubernetes (cli/kube.py: submitting and deleting; cli/pod.py: pods; cli/status.py: status and logs;
+    # cli/watch.py: status watch=1; cli/report.py: report)
+    "job": ("kube:cmd_job", ["model", "dataset", "overwrite", "context", "max_cells"]),
+    "dryrun": ("kube:cmd_dryrun", ["model", "dataset", "max_cells"]),
     "pod": ("pod:cmd_pod", ["pod", "context"]),
     "pod-dryrun": ("pod:cmd_pod_dryrun", ["pod"]),
     "copy": ("pod:cmd_copy", ["pod", "context"]),
-    "status": ("status:cmd_status", ["model", "dataset", "context"]),
-    "logs": ("status:cmd_logs", ["name", "context"]),
+    "status": ("status:cmd_status", ["model", "dataset", "context", "max_cells", "watch", "interval"]),
+    "report": ("report:cmd_report", ["model", "dataset", "context", "max_cells", "from"]),
+    "logs": ("status:cmd_logs", ["name", "node", "context"]),
     "delete": ("kube:cmd_delete", ["yes", "context"]),
     "delete_job": ("kube:cmd_delete_job", ["yes", "context"]),
     "delete_pod": ("kube:cmd_delete_pod", ["yes", "context"]),
     "clean_jobs": ("kube:cmd_clean_jobs", ["yes", "context"]),
-    "retry": ("kube:cmd_retry", ["model", "dataset", "yes", "context"]),
+    "retry": ("kube:cmd_retry", ["model", "dataset", "yes", "context", "max_cells"]),
     "deploy_key": ("pod:cmd_deploy_key", ["key", "known_hosts", "context"]),
     # S3 (cli/s3.py)
     "upload": ("s3:cmd_upload", ["file", "local_path", "overwrite", "checksum", "api", "port"]),
@@ -106,13 +116,17 @@ def _convert(name, kind, text):
     if text is None or text == "":
         return None
     if kind is bool:
-        if str(text).strip().lower() not in ("1", "0", "true", "false", "yes", "no", "y", "n", "on", "off"):
+        value = parse_bool(text)
+        if value is None:
             raise UsageError(f"{name}={text}", "expected true or false")
-        return truthy(text)
+        return value
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         raise UsageError(f"{name}={text}", f"expected {'an integer' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(value):
+        raise UsageError(f"{name}={text}", "expected a finite number")
+    return value
 
 
 def build_parser(only=None):

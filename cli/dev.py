@@ -9,8 +9,9 @@ from pathlib import Path
 from toolbox.core.console import format_table
 from toolbox.core.envfile import read_env
 from toolbox.core.grid import load_cells
+from toolbox.core.runenv import Interpreter
 from toolbox.devtools.environment import (EnvironmentPlan, conda_env_name, environment_checks, existing_file,
-                                          find_conda, interpreter_env, project_files)
+                                          find_conda, project_files)
 from toolbox.devtools.shell import (clean_project, find_linter, lint_command, shell_activation, shell_command,
                                     shell_environment, start_tmux)
 from toolbox.devtools.vscode import LAUNCH_JSON, update_for_cells, update_for_target
@@ -42,12 +43,13 @@ def cmd_create_environment(args):
 
 def cmd_test_environment(args):
     files = project_files()
-    env = interpreter_env()
+    env = Interpreter()
     uv = shutil.which("uv") or existing_file(str(Path(sys.executable).parent / "uv"))
     poetry = shutil.which("poetry") or existing_file(str(Path(sys.executable).parent / "poetry"))
     conda_exe = find_conda() if files["environment.yml"] else None
     version = ".".join(map(str, sys.version_info[:3]))
-    print(f"python: {sys.executable} (Python {version}, {env.kind} environment at {env.prefix})")
+    where = {"venv": "virtualenv", "conda": "conda env"}.get(env.kind, "no virtualenv or conda env:")
+    print(f"python: {sys.executable} (Python {version}, {where} {env.prefix})")
     checks = environment_checks(files, env, uv=uv, poetry=poetry, conda_exe=conda_exe)
     rows = [[c.what, "ok" if c.ok and not c.warn else ("note" if c.ok else "FAILED"), c.detail] for c in checks]
     print(format_table(["check", "result", "detail"], rows))
@@ -60,8 +62,8 @@ def cmd_test_environment(args):
 
 
 def cmd_shell(args):
-    env = interpreter_env()
-    conda_exe = find_conda() if env.kind == "system" else None
+    env = Interpreter()
+    conda_exe = find_conda() if env.kind == "plain" else None
     name = None
     if conda_exe:
         try:
@@ -73,7 +75,8 @@ def cmd_shell(args):
     environ = shell_environment(os.environ, activation)
     environ.update(extra)
     count = len(read_env())
-    label = label or "no project environment found (`make create_environment` creates one)"
+    if env.kind == "plain" and "TOOLBOX_CONDA_ENV" not in activation:
+        label += " (no project environment found: `make create_environment` creates one)"
     sys.stderr.write(f"make shell: {os.path.basename(argv[0])} with {label}; "
                      f"{count} variable{'s' if count != 1 else ''} from .env; `exit` leaves\n")
     sys.stdout.flush()

@@ -4,56 +4,75 @@ Each handler follows describe -> validate -> execute: the grid is expanded and e
 checked (ConfigError, exit 2) before the first API call; then one list call tells what exists, and a
 thread pool does the rest (toolbox.kube.submit).
 """
-import concurrent.futures
-import os
 import sys
 
 from toolbox.cli.common import load_grid
-from toolbox.cli.local import plan_table
+from toolbox.cli.local import plan_lines
 from toolbox.core.config import load_config
 from toolbox.cli.output import Output, confirm
 from toolbox.core.console import format_table
-from toolbox.errors import EXIT_FAILED, KubeError
-from toolbox.kube import render
-from toolbox.kube.build import BUILD_DIR, DRYRUN_LIST, HEADER, object_yaml, write_build
+from toolbox.errors import EXIT_FAILED, EXIT_INTERRUPTED, CommandError, Unreachable
+from toolbox.kube.build import BUILD_DIR
 from toolbox.kube.client import connect
-from toolbox.kube.scope import project_settings, selector
+from toolbox.kube.dryrun import DryRun
+from toolbox.kube.placement import ARRAY
+from toolbox.kube.scope import check_owner, project_settings, selector
 from toolbox.kube.status import age, job_state
-from toolbox.kube.submit import (delete_targets, failure_reason, pack_lines, prepare, submit, upsert_support,
-                                 warn_missing)
+from toolbox.kube.submit import (delete_targets, failure_reason, grouped_errors, pack_lines, prepare, submit,
+                                 upsert_support, warn_missing)
 
 
 def cmd_dryrun(args):
-    prepared = prepare(load_grid(args))
-    for text in prepared.renderer.samples:  # one manifest per distinct settings: the templates made YAML
-        render.parse_manifest(text, "dryrun")
-    files = []
-    for unit in prepared.units:
-        path = os.path.join(BUILD_DIR, f"{unit.name}.yaml")
-        files.append((path, HEADER.format(what="make dryrun", path=path) + unit.text))
-    for configmap in prepared.renderer.configmaps():
-        path = os.path.join(BUILD_DIR, f"{configmap['metadata']['name']}.yaml")
-        files.append((path, object_yaml(configmap, "make dryrun: the files of file:", path)))
-    write_build(files, DRYRUN_LIST)
-    print(plan_table(prepared.cells) + pack_lines(prepared))
-    jobs = len(prepared.units)
-    print(f"\nWrote {jobs} Job manifest{'s' if jobs != 1 else ''}"
-          + (f" and {len(files) - jobs} ConfigMap(s)" if len(files) > jobs else "")
-          + f" to {BUILD_DIR}/ (namespace {prepared.settings['namespace']}); nothing was submitted.")
-    if prepared.renderer.secret:
+    """Every Job checked, then written one by one beside the plan table (the grid streams)."""
+    grid = load_grid(args, lazy=True)
+    dry = DryRun(grid)
+    dry.check()
+    sys.stdout.writelines(plan_lines(dry.write()))
+    if dry.packs:
+        print(pack_lines(dry.packs))
+    if dry.arrays:
+        print(f"\n{sum(len(members) for _, members in dry.arrays)} cells run as {len(dry.arrays)} array job(s) "
+              "(array: true), each with its ConfigMap:")
+        print("\n".join(f"  {name}: {len(members)} cells" for name, members in dry.arrays))
+    print(f"\nWrote {dry.jobs} Job manifest{'s' if dry.jobs != 1 else ''}"
+          + (f" and {dry.configmaps} ConfigMap(s)" if dry.configmaps else "")
+          + f" to {BUILD_DIR}/ (namespace {grid.first().settings['namespace']}); nothing was submitted.")
+    if dry.renderer.secret:
         print(f"The .env values are never written there: `make job` puts them in the Secret "
-              f"'{prepared.renderer.secret['metadata']['name']}' that the jobs use.")
+              f"'{dry.renderer.secret['metadata']['name']}' that the jobs use.")
     return 0
 
 
 # -- make job / retry ---------------------------------------------------------------------------------------
 
 
-def report(outcomes, errors, namespace, total):
-    for err in sorted(errors, key=lambda e: e.where):
+def _plural(count, word):
+    return f"{count} {word}{'s' if count != 1 else ''}"
+
+
+def print_errors(errors, noun, unreachable_count=None, what_failed="not submitted"):
+    """Each distinct error once (the same reason for many objects: once, with a count)."""
+    groups = grouped_errors(errors)
+    others = sum(count for err, count in groups if not isinstance(err, Unreachable))
+    for err, count in groups:
+        if isinstance(err, Unreachable) and unreachable_count is not None:
+            err.details.append(f"({_plural(unreachable_count - others, noun)} {what_failed})")
+        elif count > 1:
+            err.details.append(f"(the same for {_plural(count - 1, 'more ' + noun)})")
         print(err.format(), file=sys.stderr)
+
+
+def report(result, namespace):
+    """The errors (identical ones once, with a count), then the summary line; the exit code."""
+    print_errors(result.errors, "job", len(result.outcomes["failed"]))
+    outcomes = result.outcomes
     counts = ", ".join(f"{len(outcomes[k])} {k}" for k in ("created", "replaced", "skipped", "failed"))
-    print(f"\nJobs in namespace '{namespace}': {counts} (of {total}).")
+    tail = f"; interrupted with {result.in_flight} in flight (they may have been submitted)" \
+        if result.interrupted else ""
+    print(f"\nJobs in namespace '{namespace}': {counts} (of {result.total}){tail}.")
+    if result.interrupted:
+        print("interrupted: run the same command again to submit what is missing", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if outcomes["failed"]:
         print("Run the same command again to submit what failed.", file=sys.stderr)
         return EXIT_FAILED
@@ -62,18 +81,21 @@ def report(outcomes, errors, namespace, total):
 
 def cmd_job(args):
     prepared = prepare(load_grid(args))
-    bodies = prepared.bodies()
     settings = prepared.settings
     out = Output()
     with connect(settings, args.context) as cluster:
         jobs = cluster.list("Job", selector(settings))
         existing = {j["metadata"]["name"]: j for j in jobs}
-        if prepared.keep_existing_packs(jobs):
-            bodies = prepared.bodies()
+        prepared.keep_existing_packs(jobs)
+        plan = prepared.plan_arrays(cluster, jobs, "overwrite" if args.overwrite else "job")
+        bodies = prepared.bodies()
         warn_missing(cluster, prepared.renderer)
         upsert_support(cluster, prepared.support_objects(), out)
-        outcomes, errors = submit(cluster, bodies, existing, bool(args.overwrite), out)
-    return report(outcomes, errors, settings["namespace"], len(bodies))
+        kept = settle_arrays(cluster, plan, settings, out)
+        result = submit(cluster, bodies, existing, bool(args.overwrite), out, prepared.extras())
+    result.total += len(kept)
+    result.outcomes["skipped"] += kept
+    return report(result, settings["namespace"])
 
 
 def cmd_retry(args):
@@ -85,23 +107,44 @@ def cmd_retry(args):
         jobs = cluster.list("Job", selector(settings))
         existing = {j["metadata"]["name"]: j for j in jobs}
         prepared.keep_existing_packs(jobs)
+        prepared.plan_arrays(cluster, jobs, "retry")
+        arrayed = {unit.name: len(unit.cells) for unit in prepared.units if unit.kind == ARRAY}
         states = {unit.name: job_state(existing.get(unit.name)) for unit in prepared.units}
-        failed = [(name, body) for name, body in prepared.bodies() if states[name] == "failed"]
-        missing = sum(1 for s in states.values() if s == "missing")
+        failed = [(name, body) for name, body in prepared.bodies() if states[name] == "failed" or name in arrayed]
+        missing = sum(1 for n, s in states.items() if s == "missing" and n not in arrayed)
         note = f" ({missing} job{'s' if missing != 1 else ''} never submitted: `make job` submits them)" \
             if missing else ""
         if not failed:
             print(f"No failed cells to retry{note}.")
             return 0
-        print(format_table(["FAILED JOB", "REASON"], [[n, failure_reason(existing[n])] for n, _ in failed]))
+        print(format_table(["FAILED JOB", "REASON"], [
+            [n, f"{arrayed[n]} failed cell(s) of array jobs, run again as a new array job" if n in arrayed
+             else failure_reason(existing[n])] for n, _ in failed]))
         if not confirm(f"Delete and recreate these {len(failed)} job(s)?", bool(args.yes)):
             print("Nothing done.")
             return EXIT_FAILED
         upsert_support(cluster, prepared.support_objects(), out)
-        outcomes, errors = submit(cluster, failed, {n: existing[n] for n, _ in failed}, False, out)
+        result = submit(cluster, failed, {n: existing[n] for n, _ in failed if n in existing}, False, out,
+                        prepared.extras())
     if note:
         print(note.strip(" ()") + ".")
-    return report(outcomes, errors, settings["namespace"], len(failed))
+    return report(result, settings["namespace"])
+
+
+def settle_arrays(cluster, plan, settings, out):
+    """Before submitting array packs: say which packs keep their cells, delete those overwrite=true replaces.
+    Returns the names of the packs left alone."""
+    if plan is None:
+        return []
+    for name, (_, cells) in plan.kept.items():
+        out.say(f"Array job '{name}': {_plural(len(cells), 'cell')} running, pending or done there. "
+                "Doing nothing for them (overwrite=true replaces it).")
+    for job in plan.stale:
+        name = job["metadata"]["name"]
+        out.say(f"Array job '{name}' is replaced (overwrite=true). Deleting it.")
+        check_owner(job, settings["user"], settings["project_name"], f"job/{name}")
+        cluster.delete("Job", name, uid=job["metadata"].get("uid"))
+    return list(plan.kept)
 
 
 def _delete(args, what, nothing):
@@ -120,15 +163,15 @@ def _delete(args, what, nothing):
         errors = []
 
         def one(row):
-            try:
-                cluster.delete(row[0], row[1]["metadata"]["name"])
-            except KubeError as err:
+            meta = row[1]["metadata"]
+            try:  # only the object the labelled list returned (its uid), never one that took its name since
+                check_owner(row[1], settings["user"], settings["project_name"], f"{row[0].lower()}/{meta['name']}")
+                cluster.delete(row[0], meta["name"], uid=meta.get("uid"))
+            except CommandError as err:
                 errors.append(err)
 
-        with concurrent.futures.ThreadPoolExecutor(max_workers=cluster.threads) as pool:
-            list(pool.map(one, rows))
-    for err in errors:
-        print(err.format(), file=sys.stderr)
+        cluster.run_all(one, rows)
+    print_errors(errors, "object", len(errors), "not deleted")
     print(f"Deleted {len(rows) - len(errors)} of {len(rows)}.")
     return EXIT_FAILED if errors else 0
 

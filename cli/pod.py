@@ -10,8 +10,9 @@ from toolbox.cli.output import Output
 from toolbox.kube import objects, render
 from toolbox.kube.build import BUILD_DIR, HEADER, POD_DRYRUN_LIST, object_yaml, write_build
 from toolbox.kube.client import connect
-from toolbox.kube.pod import CREATE_ATTEMPTS, exec_stdin, known_hosts, running_interactive, tar_archive
-from toolbox.kube.scope import project_settings, selector
+from toolbox.kube.pod import (CREATE_ATTEMPTS, check_copyable, exec_stdin, known_hosts, running_interactive,
+                              tar_archive)
+from toolbox.kube.scope import check_owner, project_settings, selector
 from toolbox.kube.submit import upsert_support, warn_missing
 
 
@@ -79,22 +80,24 @@ def cmd_pod(args):
 
 
 def cmd_copy(args):
-    settings = project_settings(load_config(".", need_launch=False))
+    config = load_config(".", need_launch=False)
+    settings = project_settings(config)
     paths = settings.get("file") or []
     if not paths:
         raise UsageError("file:", "nothing to copy: the file: list (kube.yaml or launch.yaml's top level) is empty")
     fileset, problems = objects.collect_files(paths, settings, ".")
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([config.locate(p) for p in problems])
+    if fileset is None:
+        raise UsageError("file:", "nothing to copy: the file: list selects no file")
     with connect(settings, args.context) as cluster:
         pod = args.pod or running_interactive(cluster, settings)
         found = cluster.get("Pod", pod)
         if found is None:
             raise UsageError(f"pod={pod}", f"no such pod in namespace '{cluster.namespace}'")
-        phase = (found.get("status") or {}).get("phase")
-        if phase != "Running":
-            raise CommandError(f"pod/{pod}", f"the pod is {phase or 'not running'}; files can only be copied "
-                               "into a running pod")
+        check_owner(found, settings["user"], settings["project_name"], f"pod={pod}", "nothing was copied",
+                    hint="name one of your pods (make pod starts one)", error=UsageError)
+        check_copyable(found, pod)
         archive = tar_archive(fileset)
         code, stderr = exec_stdin(cluster, pod, ["tar", "-xmf", "-"], archive)
     if code:
@@ -125,7 +128,9 @@ def cmd_deploy_key(args):
     if not settings.get("deploy_key_secret"):
         raise UsageError("deploy_key_secret", "empty: set a Secret name in config/kube.yaml")
     secret = objects.deploy_key_secret(settings, private_key, known_hosts(args, settings))
+    hint = ("set deploy_key_secret: <a name of your own> in config/kube.yaml for a key of your own (until "
+            "then your pods use the one of that name)")
     with connect(settings, args.context) as cluster:
-        result = cluster.upsert(secret)
+        result = cluster.upsert(secret, hint=hint)
     print(f"Secret '{secret['metadata']['name']}' (deploy key and known_hosts for `git pull` in pods): {result}.")
     return 0

@@ -1,4 +1,4 @@
-"""Handlers of the S3 make targets (launch.py calls them through toolbox.s3.operations.cmd_*).
+"""Handlers of the S3 make targets (cli/commands.py names them; cli/main.py calls them).
 
 They ask for what is missing, show what will be destroyed and confirm, print results; the work itself
 is the public API in s3utils. Results go to stdout, progress and prompts to stderr; failures are raised
@@ -17,10 +17,10 @@ from toolbox.core.console import format_table, human_bytes, is_terminal
 from toolbox.errors import S3Error, S3UsageError, UsageError, did_you_mean
 from toolbox.s3 import apiclient
 from toolbox.s3.apiserver import DEFAULT_IDLE_TIMEOUT, DEFAULT_INITIAL_TIMEOUT, ApiServer, remove_token, write_token
+from toolbox.s3.localfiles import delete_local_files, find_local
 from toolbox.s3.monitor import run_monitor
 from toolbox.s3.paths import parse
-from toolbox.s3.transfer import (delete_local_files, find_local, find_remote, get_backend, list_level,
-                             plan_transfer, remove_keys, run_plan)
+from toolbox.s3.transfer import find_remote, get_backend, list_level, plan_transfer, remove_keys, run_plan
 
 PATH_PROMPT = "S3 path or pattern, relative to the project root (wildcards * and ?): "
 MAX_SHOWN = 30
@@ -79,12 +79,12 @@ def _transfer(args, direction, verb):
     backend = get_backend()
     plan = plan_transfer(backend, path, direction, args.local_path or ".", bool(args.overwrite),
                          bool(args.checksum))
-    return _run(backend, plan, path, verb)
+    return _run(backend, plan, verb)
 
 
-def _run(backend, plan, path, verb):
+def _run(backend, plan, verb):
     try:
-        result = run_plan(backend, plan, backend.settings.url(parse(path).text))
+        result = run_plan(backend, plan)
     except S3Error as err:
         if err.result is not None:
             out(err.result.summary(verb))
@@ -107,7 +107,7 @@ def cmd_sync(args):
         if not confirm("Delete them?", bool(args.yes)):
             out("cancelled: nothing transferred or deleted")
             return 1
-    return _run(backend, plan, path, f"sync {plan.direction}")
+    return _run(backend, plan, f"sync {plan.direction}")
 
 
 # ------------------------------------------------------------------ removing
@@ -177,7 +177,7 @@ def cmd_interactive(args):
     path = path_argument(args, "interactive")
     backend = get_backend()
     local_path = args.local_path or "."
-    pattern = parse(path)
+    pattern = parse(path, root=local_path)
     local = find_local(pattern, local_path)
     remote = find_remote(backend, pattern)
     _show_matches(f"Local files matching '{pattern}' under {local_path}/",
@@ -212,7 +212,7 @@ def _act(action, backend, path, pattern, local, remote, local_path, yes):
     if action in ("download", "upload"):
         direction = "down" if action == "download" else "up"
         plan = plan_transfer(backend, path, direction, local_path)
-        return _run(backend, plan, path, action)
+        return _run(backend, plan, action)
     if action == "remove":
         if not remote:
             raise S3Error(backend.settings.url(pattern.text), "no object matches")

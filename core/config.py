@@ -5,8 +5,11 @@ ConfigError: a bad config runs nothing. The structure of the result is plain dat
 Hparam, RunBlock) that grid.py expands.
 """
 import os
+import re
 
 from toolbox.core import fields
+from toolbox.core.files import not_a_file
+from toolbox.core.hparams import load_filters, load_hparams
 from toolbox.core.yamlfile import dotted, load_yaml
 from toolbox.errors import ConfigError, Problem, choices_line, did_you_mean
 from toolbox.core.fields import FIELD_BY_NAME, PROJECT_FIELDS, CELL_FIELDS
@@ -15,20 +18,6 @@ LAUNCH_FILE = os.path.join("config", "launch.yaml")
 KUBE_FILE = os.path.join("config", "kube.yaml")
 
 # -- plain data produced by loading -----------------------------------------------------------------
-class Hparam:
-    """One hparam axis: its choices are tuples of (key, text) pairs (a named group sets several keys)."""
-
-    __slots__ = ("key", "name", "hidden", "choices", "grouped", "path")
-
-    def __init__(self, key, choices, grouped, path):
-        self.key = key
-        self.name = key.lstrip("_") or key
-        self.hidden = key.startswith("_")
-        self.choices = choices
-        self.grouped = grouped
-        self.path = path
-
-
 class Entry:
     """A model or dataset entry: the cluster fields it sets, its hparams, and (models) its commands."""
 
@@ -52,13 +41,15 @@ class Config:
     def __init__(self, root):
         self.root = root
         self.sources = {}
-        self.project = {}        # project-wide fields
+        self.project = {}        # project-wide fields: kube.yaml's, then launch.yaml's root over them
         self.kube_layer = {}     # cell fields set in kube.yaml
         self.root_layer = {}     # cell fields set at launch.yaml's root
-        self.launch_project = {}  # project fields repeated at launch.yaml's root (must agree with kube.yaml)
+        self.kube_project = {}   # project fields set in kube.yaml
+        self.launch_project = {}  # project fields set at launch.yaml's root (they win)
         self.models = {}         # name -> Entry
         self.datasets = {}       # name -> Entry ("" when launch.yaml has no dataset section)
         self.run_blocks = []
+        self.warnings = []       # cluster-only problems of kube.yaml, for commands that do not need the cluster
 
     def problem(self, file, path, what, details=(), key=False):
         """A Problem located at `path` of `file`."""
@@ -74,22 +65,53 @@ class Config:
         for entry in entries:
             if entry is not None and field in entry.settings:
                 return launch, entry.path + (field,)
-        if field in self.root_layer or field in self.launch_project:
+        if field in self.root_layer or self.launch_project.get(field) is not None:
             return launch, (field,)
-        if field in self.kube_layer or field in self.project:
+        if field in self.kube_layer or self.kube_project.get(field) is not None:
             return kube, (field,)
         return None
 
+    def where(self, file, path):
+        """'file:line' of a key path (for messages that point at a setting)."""
+        return self.problem(file, path, "", key=True).where
+
+    def project_origins(self):
+        """For each project-wide field set in a file: (field, value, 'file:line' that set it,
+        (kube.yaml's value, 'file:line') when launch.yaml's root overrides a different one, else None)."""
+        origins = []
+        for key in fields.PROJECT_FIELDS:
+            source = self.field_source(key)
+            if source is None or self.project.get(key) is None:
+                continue
+            shadowed = None
+            kube_value = self.kube_project.get(key)
+            if source[0].endswith("launch.yaml") and kube_value is not None and kube_value != self.project[key]:
+                kube = next(f for f in self.sources if f.endswith("kube.yaml"))
+                shadowed = (kube_value, self.where(kube, (key,)))
+            origins.append((key, self.project[key], self.where(*source), shadowed))
+        return origins
+
     def locate(self, problem, dataset=None, model=None):
         """A problem about a field (Problem.path) of a cell/pod, pointed at the line that set the field;
-        where it was reported (a cell name) becomes a detail."""
-        source = self.field_source(problem.path, dataset, model) if problem.path else None
+        where it was reported (a cell name) becomes a detail. `file[2]` points at one item of a list field."""
+        field, _, index = (problem.path or "").partition("[")
+        source = self.field_source(field, dataset, model) if field else None
         if source is None:
             return problem
-        located = self.problem(source[0], source[1], problem.what, problem.details)
+        item = (int(index[:-1]),) if index[:-1].isdigit() else ()
+        located = self.problem(source[0], source[1] + item, problem.what, problem.details)
+        located.details[:0] = self._partner_lines(field, problem.what, dataset, model)
         if problem.file and problem.file != source[0]:
             located.details.append(f"(in {problem.file})")
         return located
+
+    def _partner_lines(self, field, what, dataset, model):
+        """A problem about a whitelist that names its blacklist (nothing left) points at both lines."""
+        for pair in fields.NODE_LISTS:
+            other = self.field_source(pair.black, dataset, model) if field == pair.white else None
+            if other and pair.black in what:
+                return [f"{pair.black}: {self.where(*other)}"]
+        return []
 
     def base_settings(self, dataset, model):
         """Resolved cluster settings of a (dataset, model) pair before hparam overrides."""
@@ -98,16 +120,13 @@ class Config:
 
 
 # -- the one precedence rule --------------------------------------------------------------------------
-_PARTNER = {}
-for _white, _black in fields.EXCLUSIVE_PAIRS:
-    _PARTNER[_white], _PARTNER[_black] = _black, _white
-
-
 def merge_layers(layers):
     """Merge layers of cell fields, lowest precedence first.
 
-    Later layers win; map fields (env, volumes, labels, server) merge key by key; `null` resets a field
-    to its built-in default; setting a whitelist replaces the lower layers' blacklist of the same kind.
+    Later layers win; map fields (env, volumes, labels, server, node_selector) merge key by key, affinity
+    and pod_config as `kubectl patch` merges (fields.merge_value); `null` resets a field to its built-in
+    default. A whitelist and a blacklist are two fields: each replaces only its own kind below it, and
+    both apply.
     """
     result = fields.defaults()
     for layer in layers:
@@ -116,11 +135,9 @@ def merge_layers(layers):
             if value is None:
                 result[key] = fields.defaults()[key]
             elif field.merged:
-                result[key] = {**(result.get(key) or {}), **value}
+                result[key] = fields.merge_value(field, result.get(key), value)
             else:
                 result[key] = value
-            if key in _PARTNER and value is not None:
-                result[_PARTNER[key]] = None
     return result
 
 
@@ -132,18 +149,20 @@ def finalize(settings, project):
 
 
 # -- loading and validation ---------------------------------------------------------------------------
-def load_config(root=".", need_launch=True):
-    """Load and validate both files under `root`; raises ConfigError listing every problem."""
+def load_config(root=".", need_launch=True, strict=True):
+    """Load and validate both files under `root`; raises ConfigError listing every problem.
+
+    strict=False is for the commands that never use the cluster (local runs, dry runs, the plan): problems
+    of kube.yaml that only matter to the cluster (unknown keys, cluster settings) become config.warnings.
+    Every other problem, and every problem of launch.yaml, stays an error for every command.
+    """
     config = Config(root)
     problems = []
     kube_path = os.path.normpath(os.path.join(root, KUBE_FILE))
     launch_path = os.path.normpath(os.path.join(root, LAUNCH_FILE))
-    kube = launch = None
-    if os.path.isfile(kube_path):
-        kube = load_yaml(kube_path, problems)
-    if os.path.isfile(launch_path):
-        launch = load_yaml(launch_path, problems)
-    elif need_launch:
+    kube = _read(kube_path, problems)
+    launch = _read(launch_path, problems)
+    if need_launch and not os.path.lexists(launch_path):
         problems.append(Problem(launch_path, None, None, "", "file not found",
                                 ["the grid of experiments is declared here (see docs/quickstart.md)"]))
     for src in (kube, launch):
@@ -159,9 +178,45 @@ def load_config(root=".", need_launch=True):
     if launch:
         _load_entries(config, launch, problems)
         _load_run(config, launch, problems)
+    if not strict:
+        problems = _set_aside_cluster_problems(config, problems, kube_path)
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: (p.file != kube_path, p.line or 0, p.col or 0)))
     return config
+
+
+def _read(path, problems):
+    """A config file's Source; None when it is missing, unreadable or not a file (a problem then)."""
+    if not os.path.lexists(path):
+        return None
+    kind = not_a_file(path)
+    if kind:
+        problems.append(Problem(path, None, None, "", kind))
+        return None
+    return load_yaml(path, problems)
+
+
+# project-wide fields that make the cell names, so local runs need them right too
+NAMING_FIELDS = ("project_name", "user", "prefix")
+
+
+def _cluster_only(problem, kube_file):
+    """A problem of a kube.yaml key other than the naming fields (syntax errors have no key)."""
+    if problem.file != kube_file or not problem.path:
+        return False
+    return re.split(r"[.\[]", problem.path, maxsplit=1)[0] not in NAMING_FIELDS
+
+
+def _set_aside_cluster_problems(config, problems, kube_file):
+    kept = []
+    for problem in problems:
+        if _cluster_only(problem, kube_file):
+            text = problem.format()[len("error: "):].split("\n")
+            text[0] += " (ignored here; commands that use the cluster stop on it)"
+            config.warnings.append("\n".join(text))
+        else:
+            kept.append(problem)
+    return kept
 
 
 def _unknown_key(config, file, path, key, valid, context):
@@ -180,6 +235,8 @@ def _check_field(config, file, path, key, value, problems):
         return None
     if field.type == "server":
         _check_servers(config, file, path, value, problems)
+    for subpath, what, details, at_key in fields.value_problems(field, value):
+        problems.append(config.problem(file, path + subpath, what, details, key=at_key))
     return fields.normalize_value(field, value)
 
 
@@ -198,14 +255,6 @@ def _check_servers(config, file, path, servers, problems):
         for key in fields.SERVER_REQUIRED:
             if spec.get(key) is None:
                 problems.append(config.problem(file, spath, f"missing required key '{key}'"))
-
-
-def _check_pairs(config, file, path, layer, problems):
-    for white, black in fields.EXCLUSIVE_PAIRS:
-        if layer.get(white) is not None and layer.get(black) is not None:
-            problems.append(config.problem(file, path + (black,),
-                                           f"both {white} and {black} are set; choose one",
-                                           ["a whitelist allows only the listed values; a blacklist allows all others"]))
 
 
 def _fields_layer(config, src, path, mapping, allowed_extra, context, problems, allow_project):
@@ -229,7 +278,6 @@ def _fields_layer(config, src, path, mapping, allowed_extra, context, problems, 
                                            [_where_key_belongs(key)], key=True))
         else:
             problems.append(_unknown_key(config, src.file, kpath, key, valid, context))
-    _check_pairs(config, src.file, path, cell, problems)
     return cell, project
 
 
@@ -242,7 +290,7 @@ def _where_key_belongs(key):
 def _check_kube(config, src, problems):
     cell, project = _fields_layer(config, src, (), src.data, (), KUBE_FILE, problems, allow_project=True)
     config.kube_layer = cell
-    config.project.update({k: v for k, v in project.items() if v is not None})
+    config.kube_project = project
 
 
 def _check_launch_root(config, src, problems):
@@ -253,15 +301,14 @@ def _check_launch_root(config, src, problems):
 
 
 def _check_project(config, kube_file, launch_file, problems):
-    """Project-wide fields come from kube.yaml; launch.yaml may repeat them only with the same value."""
-    for key, value in config.launch_project.items():
-        if value is None:
-            continue
-        if key in config.project and config.project[key] != value:
-            problems.append(config.problem(launch_file, (key,),
-                                           f"'{key}' is '{value}' here but '{config.project[key]}' in {KUBE_FILE}",
-                                           ["project-wide fields must agree; remove it here or make them equal"]))
-        config.project.setdefault(key, value)
+    """Project-wide fields: launch.yaml's root merges over kube.yaml, as for every other field (maps key by
+    key); one value for the whole project, which every name, label and default is made from."""
+    for layer in (config.kube_project, config.launch_project):
+        for key, value in layer.items():
+            if value is None:
+                continue
+            field = FIELD_BY_NAME[key]
+            config.project[key] = fields.merge_value(field, config.project.get(key), value) if field.merged else value
     if not config.project.get("project_name"):
         problems.append(Problem(kube_file, None, None, "project_name", "missing required key 'project_name'",
                                 [f"set it in {KUBE_FILE} (e.g. project_name: example)"]))
@@ -300,7 +347,7 @@ def _load_entry(config, src, path, name, entry, kind, problems):
         return Entry(name, kind, {}, [], path=path)
     extra = fields.MODEL_KEYS if kind == "model" else fields.DATASET_KEYS
     settings, _ = _fields_layer(config, src, path, entry, extra, f"a {kind} entry", problems, allow_project=False)
-    hparams = _load_hparams(config, src, path + ("hparam",), entry.get("hparam"), problems)
+    hparams = load_hparams(config, src, path + ("hparam",), entry.get("hparam"), problems)
     command = local = None
     if kind == "model":
         command = entry.get("command")
@@ -315,90 +362,6 @@ def _load_entry(config, src, path, name, entry, kind, problems):
             problems.append(config.problem(src.file, path + ("local_command",), fields.type_problem("str", local)))
             local = None
     return Entry(name, kind, settings, hparams, command, local, path)
-
-
-def _scalar_problem(value):
-    if isinstance(value, (list, dict)):
-        return f"expected a value, got {fields.describe(value)}"
-    return None
-
-
-def _load_hparams(config, src, path, data, problems):
-    if data is None:
-        return []
-    if not isinstance(data, dict):
-        problems.append(config.problem(src.file, path, "expected a map of hparam name -> value, list or groups"))
-        return []
-    hparams, names = [], {}
-    for key, value in data.items():
-        hpath = path + (key,)
-        name = key.lstrip("_") or key
-        if name in names:
-            problems.append(config.problem(src.file, hpath, f"'{key}' and '{names[name]}' are the same hparam "
-                                           "(a leading _ only hides it from names)", ["keep one of them"],
-                                           key=True))
-            continue
-        names[name] = key
-        if isinstance(value, list):
-            hparams.append(_list_hparam(config, src, hpath, key, value, problems))
-        elif isinstance(value, dict):
-            hparams.append(_group_hparam(config, src, hpath, key, value, problems))
-        else:
-            hparams.append(Hparam(key, [((key, src.text(hpath, value)),)], False, hpath))
-    return [h for h in hparams if h is not None]
-
-
-def _list_hparam(config, src, path, key, values, problems):
-    if not values:
-        problems.append(config.problem(src.file, path, "an empty list gives no cells", ["give at least one value"]))
-        return None
-    choices, seen = [], set()
-    for i, value in enumerate(values):
-        bad = _scalar_problem(value)
-        if bad:
-            problems.append(config.problem(src.file, path + (i,), bad,
-                                           ["for bundles of settings use named groups (see docs/grid.md, hparam)"]))
-            return None
-        text = src.text(path + (i,), value)
-        if text in seen:
-            problems.append(config.problem(src.file, path + (i,), f"{text!r} is already in this list",
-                                           ["each value gives one cell; remove the repeat"]))
-            return None
-        seen.add(text)
-        choices.append(((key, text),))
-    return Hparam(key, choices, False, path)
-
-
-def _group_hparam(config, src, path, key, groups, problems):
-    if not groups:
-        problems.append(config.problem(src.file, path, "an empty map of groups gives no cells"))
-        return None
-    choices, first_keys, first_name = [], None, None
-    for group, inner in groups.items():
-        gpath = path + (group,)
-        inner = {} if inner is None else inner
-        if not isinstance(inner, dict):
-            problems.append(config.problem(src.file, gpath, f"group '{group}' must be a map of hparam -> value"))
-            return None
-        for ikey, ivalue in inner.items():
-            bad = _scalar_problem(ivalue)
-            if bad:
-                problems.append(config.problem(src.file, gpath + (ikey,), bad))
-                return None
-        keys = list(inner)
-        if first_keys is None:
-            first_keys, first_name = keys, group
-        elif set(keys) != set(first_keys):
-            missing = sorted(set(first_keys) - set(keys))
-            extra = sorted(set(keys) - set(first_keys))
-            details = ([f"missing: {', '.join(missing)}"] if missing else []) + \
-                      ([f"not in '{first_name}': {', '.join(extra)}"] if extra else [])
-            problems.append(config.problem(src.file, gpath, f"group '{group}' has different keys than '{first_name}'",
-                                           details + ["every group of one hparam must set the same keys"]))
-            return None
-        pairs = [(key, str(group))] + [(ik, src.text(gpath + (ik,), inner[ik])) for ik in first_keys]
-        choices.append(tuple(pairs))
-    return Hparam(key, choices, True, path)
 
 
 def _names_list(config, src, path, value, known, kind, problems):
@@ -434,27 +397,5 @@ def _load_run(config, src, problems):
         models = _names_list(config, src, path + ("model",), block.get("model"), config.models, "model", problems)
         known_ds = [d for d in config.datasets if d != ""]
         datasets = _names_list(config, src, path + ("dataset",), block.get("dataset"), known_ds, "dataset", problems)
-        filters = _load_filters(config, src, path + ("hparam",), block.get("hparam"), problems)
+        filters = load_filters(config, src, path + ("hparam",), block.get("hparam"), problems)
         config.run_blocks.append(RunBlock(index, models, datasets, filters, path))
-
-
-def _load_filters(config, src, path, data, problems):
-    """run.hparam: name (without leading _) -> allowed value texts."""
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        problems.append(config.problem(src.file, path, "expected a map of hparam name -> value or list of values"))
-        return {}
-    filters = {}
-    for key, value in data.items():
-        values = value if isinstance(value, list) else [value]
-        texts = []
-        for i, item in enumerate(values):
-            ipath = path + (key, i) if isinstance(value, list) else path + (key,)
-            bad = _scalar_problem(item)
-            if bad:
-                problems.append(config.problem(src.file, ipath, bad))
-            else:
-                texts.append(src.text(ipath, item))
-        filters[key.lstrip("_") or key] = texts
-    return filters

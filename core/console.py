@@ -7,15 +7,23 @@ import time
 def format_table(headers, rows):
     """Rows of strings as an aligned plain-text table (header, dashes, rows)."""
     rows = [[str(c) for c in row] for row in rows]
+    widths = column_widths(headers, rows)
+    out = [table_line(headers, widths), table_line(["-" * w for w in widths], widths)]
+    out.extend(table_line(r, widths) for r in rows)
+    return "\n".join(out)
+
+
+def column_widths(headers, rows):
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
-    def line(cells):
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-    out = [line(headers), line(["-" * w for w in widths])]
-    out.extend(line(r) for r in rows)
-    return "\n".join(out)
+    return widths
+
+
+def table_line(cells, widths):
+    """One line of a table; a cell wider than its column pushes the rest of its line to the right."""
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
 
 
 def human_bytes(n):
@@ -110,6 +118,16 @@ class Progress:
                 self._drawn = False
 
 
-def truthy(value):
-    """Make-variable booleans: true/1/yes/on in any case."""
-    return str(value).strip().lower() in ("1", "true", "yes", "y", "on")
+# The one table of words for true and false (make variables, hparams overriding a true/false field).
+BOOL_WORDS = {"1": True, "true": True, "yes": True, "y": True, "on": True,
+              "0": False, "false": False, "no": False, "n": False, "off": False}
+
+
+def parse_bool(value):
+    """True or False for a word of BOOL_WORDS (any case), None for anything else."""
+    return BOOL_WORDS.get(str(value).strip().lower())
+
+
+def number_text(value):
+    """A number as a user writes it: 32, 0.5, 1e-05 (floats without a trailing .0)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)

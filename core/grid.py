@@ -1,19 +1,31 @@
-"""Grid expansion: a validated Config -> the ordered list of cells. A pure function of the config.
+"""Grid expansion: a validated Config -> the cells, in order. A pure function of the config.
 
 Order (documented in docs/grid.md): run blocks in order; in each block datasets (outer loop) then
 models; then the Cartesian product of the hparams in key order (dataset keys first, then keys only
 the model has), the last key varying fastest. A cell's hparams are the dataset's updated by the
 model's (the model wins on the same name, `_x` and `x` being the same name).
+
+Cells are made on demand: a Grid is planned first (every check that does not need the cells, the exact
+count, the cap), then iterated as often as needed with memory that does not grow with the grid.
 """
+import array
 import itertools
+import math
 import os
 import types
 
 from toolbox.core import fields
 from toolbox.core import naming
+from toolbox.core import multinode
 from toolbox.core import syntax
 from toolbox.core.config import load_config, merge_layers, finalize
+from toolbox.core.syntax import hparam_name
 from toolbox.errors import ConfigError, UsageError, choices_line, did_you_mean
+
+# Beyond this many cells a grid is refused unless max_cells= says otherwise: an extra axis multiplies a
+# grid by its length, and 100,000 cells already take ~2 s to plan and ~15 s to write as manifests.
+DEFAULT_MAX_CELLS = 100_000
+_NAME_BUCKETS = 256
 
 
 class Cell:
@@ -42,13 +54,6 @@ class Cell:
         return f"Cell({self.name!r})"
 
 
-class Grid:
-    """The expanded cells plus non-fatal warnings (unknown placeholders, missing separators...)."""
-
-    def __init__(self, config, cells, warnings):
-        self.config, self.cells, self.warnings = config, cells, warnings
-
-
 def in_cluster():
     """Inside a cluster pod (NODE_NAME comes from the downward API), local runs take the remote part."""
     return bool(os.environ.get("NODE_NAME"))
@@ -72,15 +77,19 @@ class _ModelText:
         self.same = self.local.text == self.remote.text
         # model-level settings holding <name> placeholders are filled per cell
         self.templated = {k: v for k, v in entry.settings.items() if syntax.contains_placeholder(v)}
+        # <nodes>, <node_rank>...: filled per cell from its settings (multinode.py)
+        self.multinode = multinode.uses_placeholders(self.remote.names + self.local.names)
 
 
 class _Choice:
-    """One value of one axis, with its name fragments precomputed."""
+    """One value of one axis (its position in the axis' choices), with its name fragments precomputed."""
 
-    __slots__ = ("pairs", "full", "short", "identity", "values", "nested")
+    __slots__ = ("index", "pairs", "full", "short", "identity", "values", "nested", "overrides")
 
-    def __init__(self, pairs):
+    def __init__(self, index, pairs):
+        self.index = index
         self.pairs = pairs
+        self.overrides = ()   # (field, value) pairs of cluster fields this choice sets
         self.identity = naming.identity_string("", "", pairs)[2:]  # this axis' part of the cell identity
         self.values = syntax.fill_values(pairs)
         self.nested = any("<" in v for _, v in pairs)
@@ -88,11 +97,6 @@ class _Choice:
         self.full = naming.join_words(*(naming.join_words(naming.slug(k), naming.slug(v)) for k, v in visible))
         self.short = naming.join_words(*(naming.join_words(naming.abbreviate(naming.slug(k)),
                                                            naming.abbreviate(naming.slug(v))) for k, v in visible))
-
-
-def _plain(key):
-    """An hparam's name without its leading underscore (`_lr` and `lr` are the same hparam)."""
-    return key.lstrip("_") or key
 
 
 def _value_path(hp, key, text):
@@ -131,34 +135,167 @@ def _axes(dataset, model):
     return list(axes.values())
 
 
-def _filter_axis(hp, filters):
-    """Choices of one axis allowed by run.hparam filters (on the axis name or a group's inner key)."""
-    choices = hp.choices
-    for name, allowed in filters.items():
+def _allowed(hp, filters):
+    """Positions of the choices of one axis that run.hparam filters allow (on the axis name or a group's
+    inner key)."""
+    allowed = range(len(hp.choices))
+    for name, texts in filters.items():
         if name == hp.name:
-            choices = [c for c in choices if _matches(c[0][1], allowed)]
+            allowed = [i for i in allowed if _matches(hp.choices[i][0][1], texts)]
         elif hp.grouped:
-            choices = [c for c in choices if all(_matches(v, allowed) for k, v in c[1:] if _plain(k) == name)]
-    return choices
+            allowed = [i for i in allowed
+                       if all(_matches(v, texts) for k, v in hp.choices[i][1:] if hparam_name(k) == name)]
+    return frozenset(allowed)
 
 
-class _Expander:
-    def __init__(self, config, models, datasets):
+def _new_cells(box, earlier):
+    """How many cells of `box` (per axis, the allowed choice positions) no box of `earlier` holds
+    (inclusion-exclusion; boxes that do not meet are skipped, so real configs stay cheap)."""
+    if not earlier:
+        return math.prod(len(axis) for axis in box)
+    *rest, last = earlier
+    common = tuple(a & b for a, b in zip(box, last))
+    count = _new_cells(box, rest)
+    if all(common):
+        count -= _new_cells(common, rest)
+    return count
+
+
+class _Pair:
+    """A (dataset, model) pair of one run block: its axes, the choices the block allows, and the boxes of
+    earlier blocks that select some of the same cells (those cells are made once, by the first block)."""
+
+    __slots__ = ("dataset", "model", "axes", "box", "earlier", "choices")
+
+    def __init__(self, dataset, model, axes, box, earlier):
+        self.dataset, self.model, self.axes, self.box, self.earlier = dataset, model, axes, box, earlier
+        self.choices = None   # the _Choice lists, made when the pair is first iterated
+
+    def choice_lists(self):
+        if self.choices is None:
+            self.choices = [[_Choice(i, hp.choices[i]) for i in sorted(allowed)]
+                            for hp, allowed in zip(self.axes, self.box)]
+        return self.choices
+
+    def seen_before(self, combo):
+        return any(all(ch.index in axis for ch, axis in zip(combo, box)) for box in self.earlier)
+
+
+class Grid:
+    """The planned grid: `count` cells (known before any is made), `warnings`, and the cells themselves
+    by iterating it (made on demand, in grid order) or as the list `cells`."""
+
+    def __init__(self, config, models=None, datasets=None, max_cells=None):
         self.config = config
         self.problems = []
         self.warnings = []
-        self.texts = {name: _ModelText(entry) for name, entry in config.models.items() if entry.command is not None}
+        self.texts = {name: _ModelText(e) for name, e in config.models.items() if e.command is not None}
         self.cast_cache = {}
         self.settings_cache = {}
-        self.model_filter = models
-        self.dataset_filter = datasets
-        self.selected = 0        # cells the current run block selects (before overlapping ones are dropped)
+        self.model_filter = _check_names(models, config.models, "model")
+        self.dataset_filter = _check_names(datasets, [d for d in config.datasets if d], "dataset")
         self.known_names = {}    # model -> hparam names its cells have (for unknown-placeholder warnings)
         project = config.project
         self.head_prefix = naming.object_name(naming.owner(project), project.get("project_name", ""))
+        self.pairs = []
+        self.count = 0
+        self._plan()
+        self._check_cap(DEFAULT_MAX_CELLS if max_cells is None else max_cells)
+        self._warn_placeholders()
+        self._cells = None
+
+    # -- planning: everything that does not need the cells -----------------------------------------------
+    def _plan(self):
+        boxes = {}   # (dataset, model) -> boxes of earlier blocks
+        for block in self.config.run_blocks:
+            selected = 0
+            self._check_filters(block)
+            for dataset in self._datasets(block):
+                for model in self._models(block):
+                    selected += self._plan_pair(block, dataset, model, boxes.setdefault((dataset, model), []))
+            filtered = self.model_filter or self.dataset_filter     # restricted on purpose on the make line
+            if not selected and not filtered and not self.problems:
+                where = self.config.problem(self._launch_file(), block.path, "").where
+                self.warnings.append(f"{where}: this run block selects no cells")
+        if not self.count and not self.problems:
+            raise UsageError(self._launch_file(), "the grid is empty: no cell matches the run section"
+                             + (" and the model=/dataset= filters" if self.model_filter or self.dataset_filter else ""))
+        if self.problems:
+            raise ConfigError(self.problems)
+
+    def _plan_pair(self, block, dataset_name, model_name, earlier_boxes):
+        """Plan one pair of a block; returns how many cells the block selects there (overlaps included)."""
+        c = self.config
+        axes = _axes(c.datasets[dataset_name], c.models[model_name])
+        box = tuple(_allowed(hp, block.filters) for hp in axes)
+        if not all(box):
+            return 0
+        known = self.known_names.setdefault(model_name, set())
+        for hp in axes:      # every choice of an axis has the same keys
+            known.update(n for key, _ in hp.choices[0] for n in (key, hparam_name(key)))
+        earlier = [b for b in earlier_boxes if all(a & e for a, e in zip(box, b))]
+        self.count += _new_cells(box, earlier)
+        earlier_boxes.append(box)
+        self.pairs.append(_Pair(dataset_name, model_name, axes, box, earlier))
+        for hp, allowed in zip(axes, box):   # hparams overriding cluster fields: cast every value once now
+            for i in sorted(allowed):
+                self._overrides_of(hp, hp.choices[i])
+        return math.prod(len(axis) for axis in box)
+
+    def _launch_file(self):
+        return next((f for f in self.config.sources if f.endswith("launch.yaml")), "config/launch.yaml")
+
+    def _datasets(self, block):
+        names = block.datasets if block.datasets is not None else list(self.config.datasets)
+        return [d for d in names if self.dataset_filter is None or d in self.dataset_filter]
+
+    def _models(self, block):
+        names = block.models if block.models is not None else list(self.config.models)
+        return [m for m in names if m in self.texts and (self.model_filter is None or m in self.model_filter)]
+
+    def _check_filters(self, block):
+        c = self.config
+        models = block.models if block.models is not None else list(c.models)
+        datasets = block.datasets if block.datasets is not None else list(c.datasets)
+        known = set()
+        for entry in [c.models[m] for m in models] + [c.datasets[d] for d in datasets]:
+            for hp in entry.hparams:
+                known.add(hp.name)
+                if hp.grouped:
+                    known.update(hparam_name(k) for k, _ in hp.choices[0][1:])
+        for name in block.filters:
+            if name not in known:
+                hint = did_you_mean(name, known)
+                self.problems.append(c.problem(self._launch_file(), block.path + ("hparam", name),
+                                               f"no hparam named '{name}' in the selected models and datasets",
+                                               [hint or choices_line(known)], key=True))
+
+    def _check_cap(self, max_cells):
+        if self.count <= max_cells:
+            return
+        sizes = {}
+        for pair in self.pairs:
+            sizes[pair.model] = sizes.get(pair.model, 0) + math.prod(len(axis) for axis in pair.box)
+        biggest = sorted(sizes.items(), key=lambda item: -item[1])[:3]
+        raise UsageError(self._launch_file(), f"the grid has {self.count:,} cells, more than max_cells={max_cells:,}",
+                         [f"model '{name}': {size:,} cells" for name, size in biggest],
+                         hint="narrow it (run: section, model=, dataset=), or raise the cap for this command: "
+                              f"max_cells={self.count}")
 
     # -- cluster-field overrides ----------------------------------------------------------------------
-    def _override(self, hp_name, key, text, hp):
+    def _overrides_of(self, hp, pairs):
+        """(field, value) pairs one choice sets: an axis named like a scalar cell field, and the inner keys
+        of named groups named like one (`big: {_memory: 64, _gpu_count: 2}`)."""
+        result = []
+        for key, text in pairs:
+            name = hparam_name(key)
+            if name in fields.SCALAR_CELL_FIELDS and (key != hp.key or not hp.grouped):
+                value = self._cast(name, key, text, hp)
+                if value is not None:
+                    result.append((name, value))
+        return tuple(result)
+
+    def _cast(self, hp_name, key, text, hp):
         cache_key = (hp_name, text)
         if cache_key not in self.cast_cache:
             field = fields.FIELD_BY_NAME[hp_name]
@@ -170,9 +307,6 @@ class _Expander:
                     self._launch_file(), _value_path(hp, key, text),
                     f"hparam '{key}' overrides the cluster field '{hp_name}': {err}, got {text!r}"))
         return self.cast_cache[cache_key]
-
-    def _launch_file(self):
-        return next((f for f in self.config.sources if f.endswith("launch.yaml")), "config/launch.yaml")
 
     def _settings(self, dataset, model, overrides, values):
         key = (dataset, model, overrides)
@@ -190,80 +324,64 @@ class _Expander:
             settings = types.MappingProxyType(filled)
         return settings
 
-    # -- expansion ------------------------------------------------------------------------------------
-    def run(self):
-        cells, seen = [], set()
-        self.names = set()
-        for block in self.config.run_blocks:
-            self.selected = 0
-            self._check_filters(block)
-            for dataset in self._datasets(block):
-                for model in self._models(block):
-                    self._expand_pair(block, dataset, model, cells, seen)
-            filtered = self.model_filter or self.dataset_filter     # restricted on purpose on the make line
-            if not self.selected and not filtered and not self.problems:
-                where = self.config.problem(self._launch_file(), block.path, "").where
-                self.warnings.append(f"{where}: this run block selects no cells")
-        if not cells and not self.problems:
-            raise UsageError(self._launch_file(), "the grid is empty: no cell matches the run section"
-                             + (" and the model=/dataset= filters" if self.model_filter or self.dataset_filter else ""))
-        if self.problems:
-            raise ConfigError(self.problems)
-        self._warn_placeholders()
-        return cells
+    # -- the cells ------------------------------------------------------------------------------------------
+    def __len__(self):
+        return self.count
 
-    def _datasets(self, block):
-        names = block.datasets if block.datasets is not None else list(self.config.datasets)
-        if block.datasets is not None and not names:
-            return []
-        return [d for d in names if self.dataset_filter is None or d in self.dataset_filter]
+    def __iter__(self):
+        """The cells in grid order, made one by one. Two cells with one name (a 40-bit hash collision of
+        two identities whose readable part was cut the same) raise ConfigError after the last cell."""
+        buckets = [array.array("q") for _ in range(_NAME_BUCKETS)]
+        for cell in self._generate():
+            key = hash(cell.name)
+            buckets[key % _NAME_BUCKETS].append(key)
+            yield cell
+        clashes = set()
+        for bucket in buckets:
+            if len(set(bucket)) != len(bucket):
+                seen = set()
+                clashes.update(key for key in bucket if key in seen or seen.add(key))
+        if clashes:
+            self._raise_name_clashes(clashes)
 
-    def _models(self, block):
-        names = block.models if block.models is not None else list(self.config.models)
-        return [m for m in names if m in self.texts and (self.model_filter is None or m in self.model_filter)]
+    @property
+    def cells(self):
+        """Every cell as a list (made once)."""
+        if self._cells is None:
+            self._cells = list(self)
+        return self._cells
 
-    def _check_filters(self, block):
-        c = self.config
-        models = block.models if block.models is not None else list(c.models)
-        datasets = block.datasets if block.datasets is not None else list(c.datasets)
-        known = set()
-        for entry in [c.models[m] for m in models] + [c.datasets[d] for d in datasets]:
-            for hp in entry.hparams:
-                known.add(hp.name)
-                if hp.grouped:
-                    known.update(_plain(k) for k, _ in hp.choices[0][1:])
-        for name in block.filters:
-            if name not in known:
-                hint = did_you_mean(name, known)
-                self.problems.append(c.problem(self._launch_file(), block.path + ("hparam", name),
-                                               f"no hparam named '{name}' in the selected models and datasets",
-                                               [hint or choices_line(known)], key=True))
+    def first(self):
+        """The first cell, without making the others."""
+        return next(self._generate())
 
-    def _expand_pair(self, block, dataset_name, model_name, cells, seen):
-        c = self.config
-        dataset, model = c.datasets[dataset_name], c.models[model_name]
-        axes = _axes(dataset, model)
-        choice_lists = []
-        for hp in axes:
-            allowed = _filter_axis(hp, block.filters)
-            if not allowed:
-                return
-            choice_lists.append([_Choice(pairs) for pairs in allowed])
-        known = self.known_names.setdefault(model_name, set())
-        for hp in axes:      # every choice of an axis has the same keys
-            known.update(n for key, _ in hp.choices[0] for n in (key, _plain(key)))
-        overriding = [hp for hp in axes if hp.name in fields.SCALAR_CELL_FIELDS or
-                      (hp.grouped and any(_plain(k) in fields.SCALAR_CELL_FIELDS for k, _ in hp.choices[0][1:]))]
+    def _generate(self):
+        index = 0
+        for pair in self.pairs:
+            for cell in self._pair_cells(pair, index):
+                index += 1
+                yield cell
+
+    def _pair_cells(self, pair, first_index):
+        model_name, dataset_name = pair.model, pair.dataset
+        axes = pair.axes
+        choice_lists = pair.choice_lists()
+        overriding = []
+        for i, (hp, choices) in enumerate(zip(axes, choice_lists)):
+            for ch in choices:
+                ch.overrides = self._overrides_of(hp, ch.pairs)
+            if any(ch.overrides for ch in choices):
+                overriding.append(i)
         text = self.texts[model_name]
         heads = naming.heads(self.head_prefix, naming.slug(model_name), naming.slug(dataset_name))
         ident_head = naming.identity_string(model_name, dataset_name, ())
         nested = any(ch.nested for choices in choice_lists for ch in choices)
+        index = first_index
         for combo in itertools.product(*choice_lists):
-            self.selected += 1
+            if pair.earlier and pair.seen_before(combo):
+                continue  # overlapping run blocks: the same cell once
             pairs = tuple(itertools.chain.from_iterable(ch.pairs for ch in combo))
             identity = "\x1f".join([ident_head] + [ch.identity for ch in combo])
-            if identity in seen:
-                continue  # overlapping run blocks: the same cell once
             name = naming.cell_name(heads, [ch.full for ch in combo], [ch.short for ch in combo],
                                     naming.cell_hash(identity))
             if nested:
@@ -272,39 +390,34 @@ class _Expander:
                 values = {}
                 for ch in combo:
                     values.update(ch.values)
-            overrides = self._overrides(overriding, combo, axes) if overriding else ()
+            overrides = ()
+            if overriding:
+                overrides = tuple(itertools.chain.from_iterable(combo[i].overrides for i in overriding))
             settings = self._settings(dataset_name, model_name, overrides, values)
+            if text.multinode:
+                values = {**multinode.placeholder_values(settings), **values}
             remote = text.remote.fill(values)
             local = remote if text.same else text.local.fill(values)
-            cell = Cell(len(cells), name, model_name, dataset_name, pairs, remote, local, settings)
-            if name in self.names:
-                self.problems.append(c.problem(self._launch_file(), model.path,
-                                               f"two different cells are named '{name}'"))
-            self.names.add(name)
-            seen.add(identity)
-            cells.append(cell)
+            yield Cell(index, name, model_name, dataset_name, pairs, remote, local, settings)
+            index += 1
 
-    def _overrides(self, overriding, combo, axes):
-        """(field, value) pairs the hparams of a cell set: an axis named like a scalar cell field, and the
-        inner keys of named groups named like one (`big: {_memory: 64, _gpu_count: 2}`)."""
-        result = []
-        for hp, choice in zip(axes, combo):
-            if hp not in overriding:
-                continue
-            for key, text in choice.pairs:
-                name = _plain(key)
-                if name in fields.SCALAR_CELL_FIELDS and (key != hp.key or not hp.grouped):
-                    value = self._override(name, key, text, hp)
-                    if value is not None:
-                        result.append((name, value))
-        return tuple(result)
+    def _raise_name_clashes(self, keys):
+        by_name = {}
+        for cell in self._generate():
+            if hash(cell.name) in keys:
+                by_name.setdefault(cell.name, []).append(cell)
+        problems = [self.config.problem(self._launch_file(), self.config.models[cells[0].model].path,
+                                        f"two different cells are named '{name}'")
+                    for name, cells in by_name.items() if len(cells) > 1]
+        if problems:
+            raise ConfigError(problems)
 
     def _warn_placeholders(self):
         for model_name, names in self.known_names.items():
             text = self.texts[model_name]
             entry = self.config.models[model_name]
             for template, field in ((text.remote, "command"), (text.local, "command")):
-                for unknown in template.unknown(names):
+                for unknown in template.unknown(names.union(multinode.PLACEHOLDERS)):
                     hint = did_you_mean(unknown, names)
                     message = f"model.{model_name}.{field}: <{unknown}> is not an hparam; it is left as written"
                     message += f" ({hint})" if hint else ""
@@ -316,13 +429,17 @@ class _Expander:
                                      f"between them: {line!r}")
 
 
-def expand(config, models=None, datasets=None):
-    """Expand the grid. `models`/`datasets` (make model=a,b dataset=x) restrict it further."""
-    models = _check_names(models, config.models, "model")
-    datasets = _check_names(datasets, [d for d in config.datasets if d], "dataset")
-    expander = _Expander(config, models, datasets)
-    cells = expander.run()
-    return Grid(config, cells, expander.warnings)
+def stream(config, models=None, datasets=None, max_cells=None):
+    """The planned grid, cells made on demand (iterate it). `models`/`datasets` (make model=a,b dataset=x)
+    restrict it; more than `max_cells` cells (default DEFAULT_MAX_CELLS) is a UsageError."""
+    return Grid(config, models, datasets, max_cells)
+
+
+def expand(config, models=None, datasets=None, max_cells=None):
+    """The grid with every cell made (grid.cells): for commands that need them all at once."""
+    grid = Grid(config, models, datasets, max_cells)
+    grid.cells  # noqa: B018 - made now, so that every problem is raised here
+    return grid
 
 
 def _check_names(text, known, kind):
@@ -330,9 +447,11 @@ def _check_names(text, known, kind):
     if not text:
         return None
     names = [n.strip() for n in text.split(",") if n.strip()] if isinstance(text, str) else list(text)
+    shown = text if isinstance(text, str) else ",".join(names)
+    if not names:
+        raise UsageError(f"{kind}={shown}", f"no {kind} name given", [choices_line(known)])
     for name in names:
         if name not in known:
             hint = did_you_mean(name, known)
-            shown = text if isinstance(text, str) else ",".join(names)
             raise UsageError(f"{kind}={shown}", f"unknown {kind} '{name}'", [hint or choices_line(known)])
     return set(names)

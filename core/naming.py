@@ -96,6 +96,14 @@ def owner(settings):
     return prefix if prefix is not None else settings.get("user") or ""
 
 
+def owner_hash(user, project, *more):
+    """8 hex characters of a BLAKE2b digest of the EXACT owner (and `more`): the names of per-user objects
+    carry it, because their readable part is lossy — `alice` + `x-y` and `alice-x` + `y` both read
+    `alice-x-y`, and `Alice`/`alice`, `a_b`/`a-b` slug alike."""
+    text = "\x1f".join([user or "", project or "", *more])
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=4).hexdigest()
+
+
 def object_name(owner_text, project, *words, digest=None):
     """`<owner>-<project>-<words>[-<digest>]` as a valid name: every object the toolbox creates."""
     readable = join_words(slug(owner_text or ""), slug(project or ""), *words)
@@ -104,19 +112,31 @@ def object_name(owner_text, project, *words, digest=None):
     return fit(readable, MAX_NAME)
 
 
+def indexed_job_name(name, completions):
+    """The name of an Indexed Job: its pods' hostnames are `<name>-<index>`, which must stay DNS labels, so
+    the API server refuses a name without room for `-<completions - 1>`. A cell's name too long for that keeps
+    its hash (the last HASH_CHARS characters, unique per cell) and loses readable characters."""
+    budget = MAX_NAME - 1 - len(str(max(completions - 1, 0)))
+    if len(name) <= budget:
+        return name
+    readable, digest = name[:-HASH_CHARS - 1], name[-HASH_CHARS:]
+    return f"{fit(readable, budget - HASH_CHARS - 1)}-{digest}"
+
+
 def pod_name(prefix, project, suffix="interactive-pod"):
     """Name of the interactive pod: <prefix>-<project>-interactive-pod."""
     return object_name(prefix, project, suffix)
 
 
-def next_free_name(name, taken):
-    """name, name-1, name-2, ... the first that is not taken (and still a valid label)."""
+def next_free_name(name, taken, first=1, limit=MAX_NAME):
+    """name, name-1, name-2, ... (from `first`) the first that is not taken, cut to stay within `limit`
+    characters (None: no limit): the one rule for pods, volumes and tmux sessions."""
     if name not in taken:
         return name
-    n = 1
+    n = first
     while True:
         suffix = f"-{n}"
-        candidate = fit(name, MAX_NAME - len(suffix)) + suffix
+        candidate = (fit(name, limit - len(suffix)) if limit else name) + suffix
         if candidate not in taken:
             return candidate
         n += 1

@@ -14,6 +14,12 @@ PLACEHOLDER = re.compile(r"<([A-Za-z_][\w.-]*)>")
 _TOOL = re.compile(r"(?:^|(?<=\s))(?:python[0-9.]*|make)(?=\s)")
 
 
+def hparam_name(key):
+    """An hparam's name without its leading underscore: `_lr` and `lr` are the same hparam (the `_` only
+    keeps it out of cell names), and `<lr>` and `<_lr>` both name it."""
+    return key.lstrip("_") or key
+
+
 def strip_comments(text):
     return COMMENT.sub("", text)
 
@@ -85,7 +91,7 @@ def fill_values(pairs):
     values = {}
     for key, text in pairs:
         values[key] = text
-        values[key.lstrip("_") or key] = text
+        values[hparam_name(key)] = text
     for key, text in values.items():
         if "<" in text:
             values[key] = _fill_nested(text, values, 5)

@@ -6,6 +6,7 @@ uv.lock (uv), poetry.lock or a poetry pyproject (poetry), requirements.txt or an
 at import and nothing is checked at make parse time, so `make create_environment` works before the
 environment exists.
 """
+import inspect
 import json
 import os
 import re
@@ -23,31 +24,6 @@ TOOLBOX_DIR = Path(TOOLBOX_DIR_TEXT).resolve()
 
 
 # -- the project's environment ------------------------------------------------------------------------
-class Env:
-    """A Python environment: kind is 'venv', 'conda' or 'system'."""
-
-    def __init__(self, kind, prefix, name=None):
-        self.kind, self.prefix, self.name = kind, str(prefix), name
-
-    @property
-    def python(self):
-        return os.path.join(self.prefix, "bin", "python")
-
-    def __repr__(self):
-        return f"Env({self.kind!r}, {self.prefix!r})"
-
-
-def interpreter_env(prefix=None, base_prefix=None):
-    """The environment of the interpreter running the toolbox (the one the Makefile chose)."""
-    prefix = sys.prefix if prefix is None else prefix
-    base_prefix = sys.base_prefix if base_prefix is None else base_prefix
-    if os.path.realpath(prefix) != os.path.realpath(base_prefix):
-        return Env("venv", prefix)
-    if os.path.isdir(os.path.join(prefix, "conda-meta")):
-        return Env("conda", prefix, os.path.basename(prefix))
-    return Env("system", prefix)
-
-
 def find_conda(environ=None):
     """The conda executable (CONDA_EXE of an initialised shell, PATH, usual install folders) or None."""
     environ = os.environ if environ is None else environ
@@ -67,7 +43,7 @@ def conda_root(conda_exe):
 
 
 def conda_envs(conda_exe):
-    """name -> prefix of every conda env (exact names, not the original's substring match)."""
+    """name -> prefix of every conda env, by exact name (a substring match would take example-old for example)."""
     proc = subprocess.run([conda_exe, "env", "list", "--json"], capture_output=True, text=True)
     if proc.returncode != 0:
         raise CommandError("conda env list", f"failed (exit {proc.returncode})", _tail(proc.stderr))
@@ -119,58 +95,68 @@ def toolbox_requirements():
     return found
 
 
-def missing_requirements(requirements):
-    """The requirements (PEP 508 strings, simple specifiers) that the running interpreter does not satisfy.
+def installed(names):
+    """This interpreter's facts that requirements are checked against: name -> installed version (None when
+    absent), and the values of the environment markers that differ between interpreters of one machine.
 
-    Also runs in other interpreters through its source (see `missing_in`): it must stay self-contained.
+    Also runs in other interpreters through its source (see `_installed_in`): standard library only.
     """
-    import importlib.metadata as md
-    import re as _re
+    import importlib.metadata
+    import platform
+    import sys
 
-    def numbers(version):
-        parts = []
-        for piece in version.split("."):
-            digits = _re.match(r"\d+", piece)
-            if not digits:
-                break
-            parts.append(int(digits.group()))
-        return tuple(parts) or (0,)
-
-    def pad(a, b):
-        size = max(len(a), len(b))
-        return a + (0,) * (size - len(a)), b + (0,) * (size - len(b))
-
-    tests = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b,
-             "<": lambda a, b: a < b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
-             "~=": lambda a, b: a >= b}
-    missing = []
-    for requirement in requirements:
-        if ";" in requirement:  # environment markers: not evaluated here
-            continue
-        match = _re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$", requirement)
-        if not match:
-            continue
-        name, spec = match.group(1), match.group(3).strip()
+    versions = {}
+    for name in names:
         try:
-            installed = numbers(md.version(name))
-        except md.PackageNotFoundError:
-            missing.append(requirement)
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    markers = {"python_version": ".".join(platform.python_version_tuple()[:2]),
+               "python_full_version": platform.python_version(),
+               "implementation_name": sys.implementation.name,
+               "platform_python_implementation": platform.python_implementation()}
+    return {"versions": versions, "markers": markers}
+
+
+def unsatisfied(requirements, facts_of):
+    """The requirements (PEP 508 strings) that an interpreter does not satisfy: not installed, or a version
+    outside the specifiers (PEP 440: `~=1.4` is >=1.4,<2). facts_of(names) gathers that interpreter's facts
+    (see `installed`)."""
+    try:
+        from packaging.requirements import Requirement
+        from packaging.version import InvalidVersion, Version
+    except ImportError:  # an environment made before the toolbox needed packaging: nothing can be verified,
+        return list(requirements)  # so all count as missing (installing them skips what is there already)
+    parsed = [Requirement(text) for text in requirements]
+    facts = facts_of([requirement.name for requirement in parsed])
+    missing = []
+    for text, requirement in zip(requirements, parsed):
+        if requirement.marker is not None and not requirement.marker.evaluate(facts["markers"]):
             continue
-        for clause in filter(None, (c.strip() for c in spec.split(","))):
-            op = _re.match(r"(>=|<=|==|!=|~=|>|<)\s*(.+)$", clause)
-            if op and not op.group(2).endswith("*") and not tests[op.group(1)](*pad(installed, numbers(op.group(2)))):
-                missing.append(requirement)
-                break
+        version = facts["versions"].get(requirement.name)
+        try:
+            ok = version is not None and requirement.specifier.contains(Version(version), prereleases=True)
+        except InvalidVersion:  # a version PEP 440 cannot read cannot be shown to fit
+            ok = False
+        if not ok:
+            missing.append(text)
     return missing
 
 
-def missing_in(python, requirements):
-    """`missing_requirements` evaluated by another interpreter."""
-    import inspect
+def missing_requirements(requirements):
+    """The requirements that the running interpreter does not satisfy."""
+    return unsatisfied(requirements, installed)
 
-    code = inspect.getsource(missing_requirements) + (
-        "\nimport json, sys\nprint(json.dumps(missing_requirements(json.loads(sys.argv[1]))))\n")
-    proc = subprocess.run([python, "-c", code, json.dumps(requirements)], capture_output=True, text=True)
+
+def missing_in(python, requirements):
+    """The requirements that another interpreter does not satisfy (its facts gathered there, checked here)."""
+    return unsatisfied(requirements, lambda names: _installed_in(python, names))
+
+
+def _installed_in(python, names):
+    code = inspect.getsource(installed) + (
+        "\nimport json, sys\nprint(json.dumps(installed(json.loads(sys.argv[1]))))\n")
+    proc = subprocess.run([python, "-c", code, json.dumps(names)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise CommandError(python, "cannot inspect the installed packages", _tail(proc.stderr))
     return json.loads(proc.stdout)
@@ -384,7 +370,8 @@ def _first_lines(text, count=6):
 
 
 def environment_checks(files, env, uv=None, poetry=None, conda_exe=None):
-    """Checks of the running interpreter's environment against the project's files (runs nothing that writes)."""
+    """Checks of the running interpreter's environment (env: a core.runenv.Interpreter) against the project's
+    files (runs nothing that writes)."""
     checks = []
     missing = missing_requirements(toolbox_requirements())
     checks.append(Check("toolbox requirements", not missing,

@@ -1,8 +1,8 @@
-"""Environment make targets: shell, tmux, lint, clean (and, from envsetup.py, create_environment and
-test_environment, which launch.py's command table reaches through this module).
+"""Environment make targets: shell, tmux, lint, clean.
 
-`make shell` activates the environment that envsetup.py finds; `make tmux` and `make debug` read make's
-own database of targets (make_targets) and the variables of the make command line.
+`make shell` and `make tmux` run with the interpreter make chose, activated as `make local` runs cells
+(core/runenv.py); `make tmux` and `make debug` read make's own database of targets (make_targets) and the
+variables of the make command line.
 """
 import difflib
 import os
@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 from toolbox import TOOLBOX_DIR as TOOLBOX_DIR_TEXT
+from toolbox.core import naming
+from toolbox.core.runenv import activate, with_src_on_pythonpath
 from toolbox.devtools.environment import (conda_envs, conda_root, _pyproject, _tail)
 from toolbox.errors import CommandError, ToolboxError, UsageError, choices_line, did_you_mean
 
@@ -22,28 +24,29 @@ LINE_LENGTH = 120
 
 
 # -- shell --------------------------------------------------------------------------------------------
-def shell_activation(env, conda_exe=None, conda_name=None):
-    """TOOLBOX_* variables that tell the toolbox rc file (bashrc) which environment to activate."""
-    if env.kind == "venv":
-        return {"TOOLBOX_VENV": env.prefix}, f"venv {env.prefix}"
-    if env.kind == "conda":
-        root = env.prefix.split(os.sep + "envs" + os.sep)[0]
+def shell_activation(interpreter, conda_exe=None, conda_name=None):
+    """TOOLBOX_* variables that tell the toolbox rc file (bashrc) what to activate after the user's own rc
+    file, and a label: the venv or conda env of the interpreter make chose. A plain interpreter (no
+    environment active, no ./.venv) gives way to the project's conda env (conda_name) when there is one —
+    entering it is what `make shell` is for; otherwise `python` becomes that interpreter, as in `make local`."""
+    if interpreter.kind == "venv":
+        return {"TOOLBOX_VENV": interpreter.prefix}, f"venv {interpreter.prefix}"
+    if interpreter.kind == "conda":
+        root = interpreter.prefix.split(os.sep + "envs" + os.sep)[0]
         return ({"TOOLBOX_CONDA_SH": os.path.join(root, "etc", "profile.d", "conda.sh"),
-                 "TOOLBOX_CONDA_ENV": env.prefix}, f"conda env {env.prefix}")
-    if os.path.exists(os.path.join(".venv", "bin", "activate")):
-        return {"TOOLBOX_VENV": os.path.abspath(".venv")}, "venv ./.venv"
+                 "TOOLBOX_CONDA_ENV": interpreter.prefix}, f"conda env {interpreter.prefix}")
     if conda_exe and conda_name and conda_name in conda_envs(conda_exe):
         return ({"TOOLBOX_CONDA_SH": os.path.join(conda_root(conda_exe), "etc", "profile.d", "conda.sh"),
                  "TOOLBOX_CONDA_ENV": conda_name}, f"conda env {conda_name}")
-    return {}, None
+    first = activate({}, interpreter).get("PATH")  # the folder where `python` is this interpreter
+    return ({"TOOLBOX_PYTHON_DIR": first} if first else {}), f"python {interpreter.executable}"
 
 
 def shell_environment(base, activation):
     """The shell's environment: this one (with .env already loaded by launch.py), without make's
     internals and the make variables of `make shell`, with src first on PYTHONPATH as in local runs."""
     env = {k: v for k, v in base.items() if k not in MAKE_INTERNALS and k != "bash"}
-    src = os.path.abspath("src")
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with_src_on_pythonpath(env)
     env["TOOLBOX_DIR"] = str(TOOLBOX_DIR)
     env.update(activation)
     return env
@@ -129,11 +132,7 @@ def make_command_line_variables(environ=None):
 def tmux_session_name(target, existing):
     """tmux session names cannot hold '.' or ':'; a running session of the same name gets -2, -3..."""
     base = re.sub(r"[^A-Za-z0-9_-]+", "-", target).strip("-") or "make"
-    name, n = base, 1
-    while name in existing:
-        n += 1
-        name = f"{base}-{n}"
-    return name
+    return naming.next_free_name(base, existing, first=2, limit=None)
 
 
 def _tmux_arg(text):
@@ -227,6 +226,15 @@ def clean_project(root="."):
     return folders, files, removed_build, notes
 
 
+def activating_env(environ, interpreter=None):
+    """An `env ...` prefix that activates the interpreter make chose (as `make local` does) for a command
+    that does not inherit this environment — a tmux server started earlier gives its sessions its own."""
+    activated = activate(dict(environ), interpreter)
+    keys = set(activate({}, interpreter)) | {k for k, v in activated.items() if environ.get(k) != v}
+    unset = sorted(set(environ) - set(activated))
+    return ["env", *[arg for key in unset for arg in ("-u", key)], *[f"{key}={activated[key]}" for key in sorted(keys)]]
+
+
 def start_tmux(target):
     """Start `make <target>` (with this make line's variables) in a new detached tmux session; returns
     (session name, the make command shown)."""
@@ -252,7 +260,7 @@ def start_tmux(target):
     session = tmux_session_name(target, existing)
     forwarded = [v for v in make_command_line_variables()
                  if not v.startswith(("target=", "PYTHON="))]
-    command = ["make", target, *forwarded, f"PYTHON={sys.executable}"]
+    command = [*activating_env(environ), "make", target, *forwarded, f"PYTHON={sys.executable}"]
     argv = [tmux, "new-session", "-d", "-s", session, "-c", os.getcwd(), "--", *map(_tmux_arg, command),
             ";", "set-option", "-t", session, "remain-on-exit", "on"]
     proc = subprocess.run(argv, capture_output=True, text=True, env=environ)

@@ -12,10 +12,13 @@ every `make debug`, so cells that left the grid disappear) and "toolbox make" fo
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 
+from toolbox.core.runenv import Interpreter, activate
 from toolbox.devtools.shell import MAKE_INTERNALS, make_command_line_variables, make_targets
 from toolbox.errors import CommandError, ToolboxError, UsageError, choices_line, did_you_mean
 
@@ -26,6 +29,7 @@ ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 PYTHON = re.compile(r"^python(\d+(\.\d+)*)?$")
 WRAPPERS = {"env", "exec", "time", "nohup", "command", "nice", "builtin"}
 RUNNERS = {"uv", "poetry", "pipenv", "pdm", "conda", "mamba", "micromamba", "hatch", "rye"}
+SEPARATORS = ";&|\n"
 # python options that take a value (python -W error -X dev script.py)
 PYTHON_OPTIONS_WITH_VALUE = {"-W", "-X", "--check-hash-based-pycs"}
 
@@ -34,66 +38,33 @@ PYTHON_OPTIONS_WITH_VALUE = {"-W", "-X", "--check-hash-based-pycs"}
 def shell_words(command):
     """Split a (bash) command into simple commands, each a list of words with quotes removed.
 
-    Understands quotes, backslashes, line continuations, comments at a word start, and the separators
-    newline, ;, &, &&, ||, |. Not a full shell: $(...) and the like stay inside words.
+    shlex reads the words (quotes, backslashes) and the separators newline, ;, &, &&, ||, |. Two bash rules
+    are added: a backslash-newline continues the line, and # starts a comment only at the start of a word
+    (shlex would also end `http://x.org/a#b` at its #). What shlex cannot tell: a quoted word that is only
+    separators (`';'`) or starts with # (`'#x'`) is read as a separator or a comment; a backslash-newline
+    inside single quotes is removed too; a command with an unclosed quote is dropped, with what follows.
+    Not a full shell: $(...) and the like stay inside words.
     """
-    commands, words, word, in_word = [], [], [], False
-    i, n = 0, len(command)
-
-    def end_word():
-        nonlocal word, in_word
-        if in_word:
-            words.append("".join(word))
-        word, in_word = [], False
-
-    def end_command():
-        nonlocal words
-        end_word()
-        if words:
-            commands.append(words)
+    lexer = shlex.shlex(command.replace("\\\n", ""), posix=True, punctuation_chars=SEPARATORS)
+    lexer.whitespace = " \t\r"  # newlines are separators
+    lexer.whitespace_split = True
+    lexer.commenters = ""  # comments are recognised by their word, below
+    commands, words, in_comment = [], [], False
+    try:
+        for token in lexer:
+            if token and set(token) <= set(SEPARATORS):
+                in_comment = in_comment and "\n" not in token
+                if words:
+                    commands.append(words)
+                words = []
+            elif in_comment or token.startswith("#"):
+                in_comment = True
+            else:
+                words.append(token)
+    except ValueError:  # an unclosed quote: bash would refuse the whole line
         words = []
-
-    while i < n:
-        c = command[i]
-        if c == "\\" and i + 1 < n:
-            if command[i + 1] == "\n":  # line continuation
-                i += 2
-                continue
-            word.append(command[i + 1])
-            in_word = True
-            i += 2
-        elif c == "'":
-            close = command.find("'", i + 1)
-            close = n if close < 0 else close
-            word.append(command[i + 1:close])
-            in_word = True
-            i = close + 1
-        elif c == '"':
-            i += 1
-            while i < n and command[i] != '"':
-                if command[i] == "\\" and i + 1 < n and command[i + 1] in '"\\$`\n':
-                    if command[i + 1] != "\n":
-                        word.append(command[i + 1])
-                    i += 2
-                else:
-                    word.append(command[i])
-                    i += 1
-            in_word = True
-            i += 1
-        elif c == "#" and not in_word:
-            while i < n and command[i] != "\n":
-                i += 1
-        elif c in " \t\r":
-            end_word()
-            i += 1
-        elif c in "\n;&|":
-            end_command()
-            i += 2 if command[i:i + 2] in ("&&", "||", ";;") else 1
-        else:
-            word.append(c)
-            in_word = True
-            i += 1
-    end_command()
+    if words:
+        commands.append(words)
     return commands
 
 
@@ -150,8 +121,10 @@ def python_invocation(command):
     return found
 
 
-def debug_configuration(name, invocation, group):
-    """A VS Code debugpy configuration that runs like the local command (src on PYTHONPATH, .env loaded)."""
+def debug_configuration(name, invocation, group, interpreter=None):
+    """A VS Code debugpy configuration that runs like the local command: the interpreter make chose (default:
+    this one), activated as `make local` activates it, src on PYTHONPATH, .env loaded."""
+    interpreter = interpreter or Interpreter()
     folder = "${workspaceFolder}"
     cwd = folder if not invocation["cwd"] else (
         invocation["cwd"] if os.path.isabs(invocation["cwd"]) else f"{folder}/{invocation['cwd']}")
@@ -169,13 +142,22 @@ def debug_configuration(name, invocation, group):
             config["program"] = program
     config["args"] = invocation["args"]
     config["cwd"] = cwd
+    config["python"] = _in_workspace(interpreter.executable)
     config["envFile"] = f"{folder}/.env"
-    config["env"] = {"PYTHONPATH": f"{folder}/src", **({"TOOLBOX_CELL_NAME": name} if group == GRID_GROUP else {}),
-                     **invocation["env"]}
+    activation = {key: _in_workspace(value) for key, value in activate({"PATH": "${env:PATH}"}, interpreter).items()}
+    config["env"] = {**activation, "PYTHONPATH": f"{folder}/src",
+                     **({"TOOLBOX_CELL_NAME": name} if group == GRID_GROUP else {}), **invocation["env"]}
     config["console"] = "integratedTerminal"
     config["justMyCode"] = False
     config["presentation"] = {"group": group}
     return config
+
+
+def _in_workspace(path):
+    """A path under the project root as ${workspaceFolder}/..., so the file stays right if the folder moves
+    (links are kept: a venv's python is a link to the base interpreter)."""
+    root = os.path.abspath(os.getcwd())
+    return "${workspaceFolder}/" + path[len(root) + 1:] if path.startswith(root + os.sep) else path
 
 
 # -- JSONC --------------------------------------------------------------------------------------------
@@ -357,13 +339,30 @@ def edit_configurations(text, remove, add):
     return text[:array_start + 1] + body + tail + text[close:]
 
 
+def read_launch_json(path=LAUNCH_JSON):
+    """The text of launch.json ('' when there is none). Anything else in its place is a one-line error."""
+    if os.path.isdir(path):
+        raise ToolboxError(path, "is a folder, not a file",
+                           hint="move it away: VS Code reads debug configurations from the file .vscode/launch.json")
+    if not os.path.exists(path):  # a dangling link counts as no file: the new file replaces the link
+        return ""
+    try:
+        with open(path, encoding="utf-8-sig") as fh:  # -sig: a byte order mark is dropped
+            return fh.read()
+    except UnicodeDecodeError:
+        raise ToolboxError(path, "cannot read it: not UTF-8 text", hint="fix the file (or move it away); "
+                           "it was not changed") from None
+    except OSError as err:
+        raise ToolboxError(path, f"cannot read it: {err.strerror}") from None
+
+
 def write_launch_json(remove, add, path=LAUNCH_JSON):
     """Edit (or create) launch.json; back up the old file; check the result before replacing it."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    old = ""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8-sig") as fh:  # -sig: a byte order mark is dropped
-            old = fh.read()
+    folder = os.path.dirname(path) or "."
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ToolboxError(folder, "is a file, not a folder",
+                           hint="move it away: VS Code reads its debug configurations from the folder .vscode")
+    old = read_launch_json(path)
     new = edit_configurations(old, remove, add)
     check = parse_jsonc(new, where=f"{path} (edited)")
     names = [c.get("name") for c in check.get("configurations", []) if isinstance(c, dict)]
@@ -373,27 +372,38 @@ def write_launch_json(remove, add, path=LAUNCH_JSON):
                            [f"missing after the edit: {', '.join(missing)}"])
     if new == old:
         return False
-    if old:
+    try:
+        _replace_file(path, new, backup=bool(old))
+    except OSError as err:
+        raise ToolboxError(err.filename or path, f"cannot write it: {err.strerror}") from None
+    return True
+
+
+def _replace_file(path, text, backup):
+    """Write text to path at once (a temporary file renamed over it), keeping its mode; the old file goes to
+    path.bak first when backup is set."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    if backup:
         shutil.copyfile(path, path + ".bak")
-    if old:
         mode = os.stat(path).st_mode & 0o777
     else:
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".launch.json.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(new)
-    os.chmod(tmp, mode)  # mkstemp makes it private; keep the usual mode
-    os.replace(tmp, path)
-    return True
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".launch.json.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)  # mkstemp makes it private; keep the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def existing_configurations(path=LAUNCH_JSON):
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8-sig") as fh:
-        text = fh.read()
+    text = read_launch_json(path)
     if not text.strip():
         return []
     data = parse_jsonc(text)
@@ -442,13 +452,15 @@ def update_for_cells(cells, overwrite=False, path=LAUNCH_JSON):
 
 def target_command(target, environ=None):
     """The recipe text `make -n target` prints (what make would run), with the variables of this make
-    command line (e.g. `make debug target=train epochs=3`) passed on."""
-    environ = dict(os.environ if environ is None else environ)
-    variables = [v for v in make_command_line_variables(environ) if not v.startswith(("target=", "overwrite="))]
+    command line (e.g. `make debug target=train epochs=3`) passed on, and the interpreter make chose for
+    this command, activated."""
+    environ = activate(dict(os.environ if environ is None else environ))
+    variables = [v for v in make_command_line_variables(environ)
+                 if not v.startswith(("target=", "overwrite=", "PYTHON="))]
     for key in MAKE_INTERNALS:
         environ.pop(key, None)
-    proc = subprocess.run(["make", "--no-print-directory", "-n", target, *variables], capture_output=True,
-                          text=True, env=environ)
+    proc = subprocess.run(["make", "--no-print-directory", "-n", target, *variables, f"PYTHON={sys.executable}"],
+                          capture_output=True, text=True, env=environ)
     if proc.returncode != 0:
         raise CommandError(f"make -n {target}", f"failed (exit {proc.returncode})",
                            proc.stderr.strip().splitlines()[-5:])

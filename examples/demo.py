@@ -1,9 +1,10 @@
 """`make demo`: set up the quick-start example as the README says and run it end to end.
 
-The project is created in build/demo/ of the toolbox checkout: a copy of examples/quickstart with
-src/toolbox pointing at this checkout and Makefile / launch.py symlinked into its root. Then it runs
-`make local` (the seed's output: 2.0, 2.0, 5.0, 5.0), `make plan` and `make dryrun` (manifests
-written to build/demo/build/, nothing submitted).
+The project is created in build/demo/ of the toolbox checkout (or the folder given as the first
+argument): a copy of examples/quickstart with src/toolbox pointing at this checkout and Makefile /
+launch.py symlinked into its root. Then it runs `make local` (the seed's output: 2.0, 2.0, 5.0, 5.0),
+`make plan` and `make dryrun` (manifests written to build/demo/build/, nothing submitted), all with this
+interpreter (`python` in the cells' commands is this one, whatever PATH holds).
 """
 import os
 import shutil
@@ -11,7 +12,7 @@ import subprocess
 import sys
 
 TOOLBOX = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(TOOLBOX, "build", "demo")
+DEMO = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.path.join(TOOLBOX, "build", "demo")
 
 
 def setup():

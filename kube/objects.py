@@ -1,22 +1,22 @@
 """What pods need besides their manifests: the .env Secret and the ConfigMaps of shipped files.
 
 Both are plain data (dicts) built before any API call:
-- `.env` becomes ONE Secret per user+project (`<user>-<project>-env`), used by every workload through
+- `.env` becomes ONE Secret per user+project (`<user>-<project>-env-<owner hash>`), used by every workload through
   `envFrom.secretRef`; manifests only reference it. Its `toolbox/content-hash` annotation is a SHA-256 of
   the whole content, so a re-submission re-applies it only when .env changed.
-- the `file:` list of a cell becomes a ConfigMap named after a hash of its content
+- the `file:` list of a cell becomes a ConfigMap named after a hash of its content and owner
   (`<user>-<project>-files-<hash>`), shared by every cell that ships the same files, mounted read-only at
-  /etc/toolbox/files and copied into place by the start-up script.
+  /etc/toolbox/files and copied into place by the start-up script. What the list selects is kube/files.py.
 """
 import base64
 import hashlib
 import json
 import os
 import re
-import stat
 
 from toolbox.core import naming
-from toolbox.errors import Problem
+from toolbox.errors import Problem, warn
+from toolbox.kube import files
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "kube-toolbox"}
 HASH_ANNOTATION = "toolbox/content-hash"
@@ -24,8 +24,8 @@ FILES_MOUNT = "/etc/toolbox/files"
 INDEX_KEY = "toolbox-index.tsv"  # one line per file: key, mode (octal), path; read by the start-up script
 # A ConfigMap (like any object) is stored in etcd with a 1 MiB limit; keep room for metadata.
 CONFIGMAP_LIMIT = 1024 * 1024 - 16 * 1024
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+# Kubernetes' rule for environment variable names, for `env:` entries and the .env keys pods get (envFrom).
+ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _KEY_CHARS = re.compile(r"[^-._a-zA-Z0-9]+")
 
 
@@ -64,6 +64,13 @@ def map_endpoint(value, endpoint_map):
 
 
 def env_secret_name(settings):
+    """`<user>-<project>-env-<owner hash>`: the hash keeps users whose names join alike apart."""
+    user, project = settings["user"], settings["project_name"]
+    return naming.object_name(user, project, "env", digest=naming.owner_hash(user, project))
+
+
+def legacy_env_secret_name(settings):
+    """The .env Secret's name before it carried the owner hash (`make delete` removes such leftovers)."""
     return naming.object_name(settings["user"], settings["project_name"], "env")
 
 
@@ -71,9 +78,9 @@ def env_problems(values):
     """Keys a Secret cannot hold or envFrom cannot export (never the values)."""
     problems = []
     for key in values:
-        if not _SECRET_KEY.match(key) or not _ENV_NAME.match(key):
+        if not ENV_NAME.match(key):
             problems.append(Problem(".env", None, None, key, "not a valid environment variable name",
-                                    ["use letters, digits and _ (not starting with a digit)"]))
+                                    ["use letters, digits, '_', '-' and '.' (not starting with a digit)"]))
     return problems
 
 
@@ -126,78 +133,48 @@ class FileSet:
         return self.configmap["metadata"]["name"]
 
 
-def _walk(root, rel, problems, where):
-    """Relative paths of the files under a listed path (directories recursively, sorted)."""
-    full = os.path.join(root, rel)
-    if os.path.isdir(full):
-        out = []
-        for dirpath, dirnames, filenames in os.walk(full):
-            dirnames[:] = sorted(d for d in dirnames if d not in (".git", "__pycache__"))
-            for filename in sorted(filenames):
-                out.append(os.path.relpath(os.path.join(dirpath, filename), root))
-        return out
-    if os.path.isfile(full):
-        return [os.path.normpath(rel)]
-    problems.append(Problem(where, None, None, "file", f"'{rel}' does not exist",
-                            [f"paths are relative to the project root ({os.path.abspath(root)})"]))
-    return []
-
-
-def _check_path(rel, problems, where):
-    norm = os.path.normpath(rel) if rel else ""
-    if not rel or os.path.isabs(rel) or norm == ".." or norm.startswith(".." + os.sep):
-        problems.append(Problem(where, None, None, "file", f"'{rel}' must be a path inside the project",
-                                ["e.g. file: [config/extra.yaml, data/small]"]))
-        return None
-    return norm
-
-
 def collect_files(paths, settings, root=".", where="file"):
-    """The FileSet of a `file:` list (None for an empty list), or problems. Nothing is read twice:
-    callers cache by the tuple of paths."""
-    problems = []
-    files, seen = [], set()
-    for rel in paths:
-        norm = _check_path(rel, problems, where)
-        if norm is None:
-            continue
-        for path in _walk(root, norm, problems, where):
-            path = path.replace(os.sep, "/")
-            if "\n" in path or "\t" in path:
-                problems.append(Problem(where, None, None, "file", f"{path!r}: a path with a tab or a newline "
-                                        "cannot be shipped"))
-                continue
-            if os.path.basename(path) == ".env":
-                problems.append(Problem(where, None, None, "file", f"'{path}': .env is never shipped as a file",
-                                        ["its values reach pods through the Secret <user>-<project>-env "
-                                         "(envFrom); remove it from file:"]))
-                continue
-            if path in seen:
-                continue
-            seen.add(path)
-            full = os.path.join(root, path)
-            with open(full, "rb") as handle:
-                content = handle.read()
-            mode = 0o755 if os.stat(full).st_mode & stat.S_IXUSR else 0o644
-            try:
-                content.decode("utf-8")
-                text = True
-            except UnicodeDecodeError:
-                text = False
-            files.append(ShippedFile(path, _key(len(files), path), mode, content, text))
-    if problems:
-        return None, problems
-    if not files:
+    """The FileSet of a `file:` list (None for an empty list), or problems. Every path is resolved and
+    stat()ed first (kube/files.py); nothing is read when the sizes already exceed the ConfigMap limit.
+    Callers cache by the tuple of paths: nothing is read twice."""
+    gathered = files.gather(paths, root, where)
+    if gathered.private:
+        warn(f"{where}: not shipped (credentials; name them in {where}: to ship them): "
+             + ", ".join(sorted(gathered.private)))
+    if gathered.problems:
+        return None, gathered.problems
+    if not gathered.files:
         return None, []
-    configmap = _configmap(files, settings)
+    raw = sum(found.size for found in gathered.files)
+    if raw > CONFIGMAP_LIMIT:  # the ConfigMap is at least as big as the files: refuse before reading
+        return None, [_too_big(where, raw, [(f.path, f.size) for f in gathered.files])]
+    shipped = []
+    for found in gathered.files:
+        try:
+            content = files.read_bounded(found, CONFIGMAP_LIMIT)
+        except OSError as err:
+            return None, [Problem(None, None, None, where, f"'{found.path}': cannot read it ({err.strerror})")]
+        if content is None:
+            return None, [Problem(None, None, None, where, f"'{found.path}' is not a regular file any more")]
+        try:
+            content.decode("utf-8")
+            text = True
+        except UnicodeDecodeError:
+            text = False
+        shipped.append(ShippedFile(found.path, _key(len(shipped), found.path), found.mode, content, text))
+    configmap = _configmap(shipped, settings)
     size = len(json.dumps(configmap))
     if size > CONFIGMAP_LIMIT:
-        biggest = sorted(files, key=lambda f: len(f.content), reverse=True)[:3]
-        details = [f"largest: {', '.join(f'{f.path} ({_kib(len(f.content))})' for f in biggest)}"]
-        return None, [Problem(where, None, None, "file",
-                              f"the files to ship take {_kib(size)} but a ConfigMap holds at most "
-                              f"{_kib(CONFIGMAP_LIMIT)}", details)]
-    return FileSet(files, configmap), []
+        return None, [_too_big(where, size, [(f.path, len(f.content)) for f in shipped])]
+    return FileSet(shipped, configmap), []
+
+
+def _too_big(where, size, sizes):
+    biggest = sorted(sizes, key=lambda item: item[1], reverse=True)[:3]
+    details = [f"largest: {', '.join(f'{path} ({_kib(n)})' for path, n in biggest)}",
+               "put large files in S3 (make upload) and download them in the command"]
+    return Problem(None, None, None, where, f"the files to ship take {_kib(size)} but a ConfigMap holds at most "
+                                            f"{_kib(CONFIGMAP_LIMIT)}", details)
 
 
 def _kib(n):
@@ -209,12 +186,14 @@ def _key(index, path):
     return f"f{index}-{base}"[:200]
 
 
-def _configmap(files, settings):
-    data = {f.key: f.content.decode("utf-8") for f in files if f.text}
-    data[INDEX_KEY] = "".join(f"{f.key}\t{f.mode:o}\t{f.path}\n" for f in files)
-    binary = {f.key: base64.b64encode(f.content).decode("ascii") for f in files if not f.text}
-    identity = content_hash({"paths": [[f.path, f.key, f.mode] for f in files], "data": data, "binary": binary})
-    name = naming.object_name(settings["user"], settings["project_name"], "files", digest=identity[:10])
+def _configmap(shipped, settings):
+    data = {f.key: f.content.decode("utf-8") for f in shipped if f.text}
+    data[INDEX_KEY] = "".join(f"{f.key}\t{f.mode:o}\t{f.path}\n" for f in shipped)
+    binary = {f.key: base64.b64encode(f.content).decode("ascii") for f in shipped if not f.text}
+    identity = content_hash({"paths": [[f.path, f.key, f.mode] for f in shipped], "data": data, "binary": binary})
+    user, project = settings["user"], settings["project_name"]
+    # named after the content AND the exact owner: two users shipping the same files never share one
+    name = naming.object_name(user, project, "files", digest=naming.owner_hash(user, project, identity))
     configmap = {"apiVersion": "v1", "kind": "ConfigMap",
                  "metadata": {"name": name, "namespace": settings["namespace"],
                               "labels": owner_labels(settings, "files"),

@@ -13,6 +13,7 @@ a `[cell]` prefix on its output; the Job fails if any member fails.
 import json
 
 from toolbox.core import naming
+from toolbox.kube import jobspec
 
 MEMBERS_ANNOTATION = "toolbox/members"
 
@@ -32,7 +33,8 @@ def _pool_key(settings):
 
 def pack_name(settings, members):
     digest = naming.cell_hash("\x1f".join(c.name for c in members))
-    return naming.object_name(naming.owner(settings), settings["project_name"], "shared", digest=digest)
+    name = naming.object_name(naming.owner(settings), settings["project_name"], "shared", digest=digest)
+    return jobspec.job_name(name, settings)   # with retries, an Indexed Job: room for `-0`
 
 
 def existing_packs(jobs):

@@ -42,6 +42,25 @@ def running_interactive(cluster, settings):
                      [", ".join(running)])
 
 
+def check_copyable(pod, name, container=render.MAIN):
+    """A pod `make copy` can exec into: Running, with its main container running (else CommandError)."""
+    status = pod.get("status") or {}
+    phase = status.get("phase")
+    if phase != "Running":
+        raise CommandError(f"pod/{name}", f"the pod is {phase or 'not running'}; files can only be copied "
+                           "into a running pod")
+    for entry in status.get("containerStatuses") or []:
+        if entry.get("name") != container or "running" in (entry.get("state") or {}):
+            continue
+        state = entry.get("state") or {}
+        detail = state.get("waiting") or state.get("terminated") or {}
+        reason = ": ".join(x for x in (detail.get("reason"), detail.get("message")) if x)
+        raise CommandError(f"pod/{name}", f"container '{container}' is not running" + (f" ({reason})" if reason else "")
+                           + "; files can only be copied into a running container",
+                           hint=f"`make logs name={name}` shows why")
+    return pod
+
+
 def exec_stdin(cluster, pod, command, data, container=render.MAIN, timeout=120):
     """Run a command in a pod with `data` on stdin (exec over a websocket); (exit code, stderr text)."""
     from kubernetes.stream import stream

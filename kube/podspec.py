@@ -1,23 +1,24 @@
 """What a cell's settings imply for its pod: checks of the values, resources (requests, limits, the
-interactive-pod caps), volumes and mounts, sidecars, node affinity and tolerations. Pure functions of the
-settings; kubeutils.Renderer puts the results into the templates."""
+interactive-pod caps), volumes and mounts, sidecars, where it may run (node lists, node selector, affinity,
+priority class), tolerations and the `pod_config` patch. Pure functions of the settings; render.Renderer
+puts the results into the templates."""
+import copy
 import math
 import os
 import re
 
-from toolbox.kube import objects
-from toolbox.core import naming
+from toolbox.kube import jobspec, objects
+from toolbox.core import fields, naming, podschema
+from toolbox.core.console import number_text
 
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-HOSTNAME_LABEL = "kubernetes.io/hostname"
 DEPLOY_KEY_DIR = "/etc/toolbox/deploy-key"
 MAIN = "main"
-# sidecar resources when a server entry does not say (the reference's 5 CPU / 32 GB per sidecar
-# doubled every pod's request)
+# sidecar resources when a server entry does not say (a helper process: the main container's 5 CPU /
+# 32 GB for each would double every pod's request)
 SERVER_DEFAULTS = {"gpu_count": 0, "cpu_count": 1, "memory": 4, "ephemeral_storage": 0}
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_ENV_NAME = objects.ENV_NAME
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 RESERVED_LABELS = ("user", "project", "toolbox/")
 
@@ -63,10 +64,6 @@ class Resources:
         return requests, limits
 
 
-def _number(value):
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 # -- checks of the settings -------------------------------------------------------------------------------
 def _check_number(problems, settings, key, low, strict=False, optional=False):
     value = settings.get(key)
@@ -75,20 +72,25 @@ def _check_number(problems, settings, key, low, strict=False, optional=False):
             problems.append((key, "must be set"))
         return
     if value < low or (strict and value == low):
-        problems.append((key, f"must be {'more than' if strict else 'at least'} {_number(low)}, got {_number(value)}"))
+        problems.append((key, f"must be {'more than' if strict else 'at least'} {number_text(low)}, "
+                              f"got {number_text(value)}"))
 
 
-def label_problems(labels, reserved=True):
+def label_value_ok(value):
+    return len(value) <= 63 and bool(_LABEL_NAME.match(value))
+
+
+def label_problems(labels, reserved=True, field="labels"):
     out = []
     for key, value in labels.items():
         prefix, _, name = key.rpartition("/")
         if (prefix and (len(prefix) > 253 or not _SUBDOMAIN.match(prefix))) or len(name) > 63 \
                 or not _LABEL_NAME.match(name):
-            out.append(("labels", f"'{key}' is not a valid label key"))
+            out.append((field, f"'{key}' is not a valid label key"))
         elif reserved and (key in RESERVED_LABELS or key.startswith("toolbox/")):
-            out.append(("labels", f"'{key}' is set by the toolbox and cannot be changed"))
+            out.append((field, f"'{key}' is set by the toolbox and cannot be changed"))
         if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
-            out.append(("labels", f"'{key}': '{value}' is not a valid label value",))
+            out.append((field, f"'{key}': '{value}' is not a valid label value",))
     return out
 
 
@@ -143,15 +145,14 @@ def check_settings(s):
     _check_number(problems, s, "active_deadline_seconds", 1, optional=True)
     _check_number(problems, s, "shared", 0, strict=True)
     if s.get("shared") is not None and s["shared"] > 1:
-        problems.append(("shared", f"must be at most 1 (a fraction of the GPUs), got {_number(s['shared'])}"))
+        problems.append(("shared", f"must be at most 1 (a fraction of the GPUs), got {number_text(s['shared'])}"))
     for key in ("pod_max_gpu", "pod_max_memory", "pod_max_cpu"):
         _check_number(problems, s, key, 0, strict=True)
     if s.get("special_gpu") and not _LABEL_NAME.match(s["special_gpu"]):
         problems.append(("special_gpu", f"'{s['special_gpu']}' is not a valid resource name "
                                         "(e.g. a100 for nvidia.com/a100)"))
-    for white, black in (("gpu_whitelist", "gpu_blacklist"), ("hostname_whitelist", "hostname_blacklist")):
-        if s.get(white) and s.get(black):
-            problems.append((black, f"both {white} and {black} are set; choose one"))
+    problems.extend(placement_problems(s))
+    problems.extend(jobspec.problems(s, label_value_ok))
     problems.extend(label_problems(s.get("labels") or {}))
     for key in (s.get("env") or {}):
         if not _ENV_NAME.match(key):
@@ -189,7 +190,8 @@ def volumes(s, fileset, problems):
         if not _SUBDOMAIN.match(claim) or len(claim) > 253:
             problems.append(("volumes", f"'{claim}' is not a valid PersistentVolumeClaim name"))
             continue
-        name = _unique(naming.fit("pvc-" + naming.slug(claim), 63), names)
+        name = naming.next_free_name(naming.fit("pvc-" + naming.slug(claim), 63), names)
+        names.add(name)
         if not mount_ok(problems, "volumes", claim, path, paths):
             continue
         volumes.append({"name": name, "persistentVolumeClaim": {"claimName": claim}})
@@ -229,7 +231,8 @@ def volumes(s, fileset, problems):
         res = Resources(values["gpu_count"], values["cpu_count"], values["memory"],
                         values["ephemeral_storage"], s["limit_ratio"])
         sidecars.append({"name": car, "command": str(spec.get("command", "")), "mounts": mounts,
-                         "ports": [port] if isinstance(port, int) else [], "extra_env": [], "res": res})
+                         "ports": [port] if isinstance(port, int) else [], "extra_env": [], "field_env": [],
+                         "res": res})
     return volumes, main_mounts, sidecars
 
 def mount_ok(problems, field, what, path, taken):
@@ -256,8 +259,8 @@ def apply_caps(s, resources, warnings):
         if requested > cap:
             for r in resources:
                 r.scale(what, cap / requested)
-            warnings.append(f"interactive pod: {_number(requested / unit)} {words} requested, more than the "
-                            f"cluster allows ({key}: {_number(s[key])}); requests scaled down to fit")
+            warnings.append(f"interactive pod: {number_text(requested / unit)} {words} requested, more than the "
+                            f"cluster allows ({key}: {number_text(s[key])}); requests scaled down to fit")
         if what != "gpu":
             _fit_limits(resources, what, cap)
 
@@ -275,23 +278,76 @@ def _fit_limits(resources, what, cap):
         setattr(r, limit, getattr(r, limit) - math.ceil(room * share))
 
 
-def _unique(name, taken):
-    candidate, n = name, 1
-    while candidate in taken:
-        candidate = naming.fit(name, 60) + f"-{n}"
-        n += 1
-    taken.add(candidate)
-    return candidate
+# -- where the pod runs -------------------------------------------------------------------------------------
+def placement_problems(s):
+    """Node lists that leave no node, a PriorityClass name or node selector Kubernetes would refuse."""
+    problems = []
+    for pair in fields.node_lists(s):
+        if pair.nothing_left(s):
+            problems.append((pair.white, f"no {pair.noun} is left: every entry of {pair.white} is in {pair.black}",
+                             [f"a {pair.noun} must be in the whitelist and not in the blacklist"]))
+    name = s.get("priority_class_name")
+    if name and (len(name) > 253 or not _SUBDOMAIN.match(name)):
+        problems.append(("priority_class_name", f"'{name}' is not a valid PriorityClass name "
+                                                "(lower-case letters, digits, '-' and '.')"))
+    problems.extend(label_problems(s.get("node_selector") or {}, reserved=False, field="node_selector"))
+    return problems
 
 
-def affinity(s):
+def node_expressions(s):
+    """The node selector requirements of the host and GPU lists that apply: In the whitelist, NotIn the
+    blacklist (both when both are set)."""
     expressions = []
-    for white, black, label in (("hostname_whitelist", "hostname_blacklist", HOSTNAME_LABEL),
-                                ("gpu_whitelist", "gpu_blacklist", GPU_PRODUCT_LABEL)):
-        if s.get(white):
-            expressions.append({"key": label, "operator": "In", "values": list(s[white])})
-        elif s.get(black):
-            expressions.append({"key": label, "operator": "NotIn", "values": list(s[black])})
+    for pair in fields.node_lists(s):
+        if s.get(pair.white):
+            expressions.append({"key": pair.label, "operator": "In", "values": list(s[pair.white])})
+        if s.get(pair.black):
+            expressions.append({"key": pair.label, "operator": "NotIn", "values": list(s[pair.black])})
     return expressions
 
 
+def affinity(s):
+    """The pod's affinity (None when empty): the `affinity` field and pod_config's `affinity`, with the
+    node list expressions added to EVERY required node selector term (the terms are ORed: a term without
+    them would let the pod onto a blacklisted node). Preferred terms and pod (anti-)affinity are kept."""
+    result = copy.deepcopy(s.get("affinity") or {})
+    from_pod_config = (s.get("pod_config") or {}).get("affinity")
+    if from_pod_config:
+        podschema.merge(result, from_pod_config, podschema.AFFINITY)
+    ours = node_expressions(s)
+    if ours:
+        node = result.setdefault("nodeAffinity", {})
+        required = node.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+        terms = required.get("nodeSelectorTerms") or [{}]
+        required["nodeSelectorTerms"] = [dict(term, matchExpressions=(term.get("matchExpressions") or []) + ours)
+                                         for term in terms]
+        node["requiredDuringSchedulingIgnoredDuringExecution"] = required
+    return result or None
+
+
+def pod_patch(s):
+    """What pod_config merges into the generated pod (its `affinity` goes through affinity()), or None."""
+    patch = {key: value for key, value in (s.get("pod_config") or {}).items() if key != "affinity"}
+    return patch or None
+
+
+def pod_config_problems(s, sidecars, volumes):
+    """What the API server would refuse in what pod_config adds: a new container (a name the toolbox does
+    not use) without an image, a mount of a volume the pod does not have."""
+    problems = []
+    patch = s.get("pod_config") or {}
+    ours = {"containers": [MAIN], "initContainers": [car["name"] for car in sidecars]}
+    names = {v["name"] for v in volumes} | {v.get("name") for v in patch.get("volumes") or [] if isinstance(v, dict)}
+    for key, known in ours.items():
+        for item in patch.get(key) or []:
+            if not isinstance(item, dict):
+                continue
+            if item.get("name") not in known and not item.get("image"):
+                what = f" (not {', '.join(known)})" if known else ""
+                problems.append(("pod_config", f"{key}: '{item.get('name')}' is a new container{what} and needs "
+                                               "an image"))
+            for mount in item.get("volumeMounts") or []:
+                if isinstance(mount, dict) and mount.get("name") not in names:
+                    problems.append(("pod_config", f"{key}: '{item.get('name')}' mounts '{mount.get('name')}', "
+                                                   "which is not a volume of the pod (add it to pod_config's volumes)"))
+    return problems

@@ -3,9 +3,16 @@
 describe -> validate -> execute: `Renderer` turns cells (or the interactive pod's settings) into
 manifest text with the Jinja templates (a project overrides any of them by putting a file of the same
 name in config/templates/), collecting every problem first. What a cell's settings imply (resources,
-affinity, volumes, the start-up script...) is a `Shape`, computed once per distinct settings; a cell
-only adds its name, labels and command, so 10,000 cells render in well under a second.
-The client side (applying, listing, deleting) is in kubeapi.py; the commands in kubecli.py.
+affinity, volumes, the start-up script, the pod_config patch...) is a `Shape`, computed once per distinct
+settings.
+
+One render path for the Jobs of cells: the Job template is rendered once per shape with placeholders for
+the cell's values (name, command, model, dataset, hparams), and every cell's manifest is that text with
+its own values substituted (escaped as |q escapes them); its object (for the API) is the same substitution
+into the parsed placeholder manifest. So 10,000 cells render in well under a second. The templates must
+therefore use a cell's values as given, through |q or |json: the first cell of each shape is also
+rendered with its real values, and a template that changes them is refused (a configuration error).
+The client side (applying, listing, deleting) is in client.py and submit.py; the commands in cli/.
 """
 import hashlib
 import json
@@ -15,45 +22,15 @@ import shlex
 
 from toolbox import TOOLBOX_DIR
 from toolbox.errors import ConfigError, Problem
-from toolbox.kube import objects, packing, podspec
+from toolbox.core import podschema
+from toolbox.kube import jobspec, objects, packing, podspec
+from toolbox.kube.yamltext import block, flow, json_escape, q, yaml_escape
 
 TEMPLATE_DIR = os.path.join(TOOLBOX_DIR, "templates")
 OVERRIDE_DIR = os.path.join("config", "templates")
 MAIN = podspec.MAIN
 MAX_SCRIPT = 120 * 1024  # Linux: one execve argument is at most 128 KiB
 SLEEP_INFINITY = re.compile(r"\bsleep\s+inf(inity)?\b")
-_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
-
-
-# -- filters ----------------------------------------------------------------------------------------------
-_encode_string = json.encoder.encode_basestring  # the C encoder, non-ASCII kept
-_encoder = json.JSONEncoder(ensure_ascii=False)
-_QUOTED = {}
-
-
-def q(value):
-    """Any text as a double-quoted YAML scalar (JSON escapes, plus what YAML treats as line breaks or
-    non-printable), so no value can break out of its place in the manifest."""
-    value = str(value)
-    if len(value) > 256:  # long texts (the start-up script) repeat across cells: quote them once
-        found = _QUOTED.get(value)
-        if found is None:
-            found = _QUOTED[value] = _YAML_UNSAFE.sub(_escape_char, _encode_string(value))
-        return found
-    text = _encode_string(value)
-    return _YAML_UNSAFE.sub(_escape_char, text) if _YAML_UNSAFE.search(text) else text
-
-
-def _escape_char(match):
-    return "\\u%04x" % ord(match.group())
-
-
-def flow(value):
-    """A small dict/list as a one-line YAML flow collection (JSON, escaped like q)."""
-    text = _encoder.encode(value)
-    return _YAML_UNSAFE.sub(_escape_char, text) if _YAML_UNSAFE.search(text) else text
-
-
 _ENVIRONMENTS = {}
 
 
@@ -80,7 +57,7 @@ def template_env(root="."):
         env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True,
                                  lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
                                  bytecode_cache=_bytecode_cache(jinja2))
-        env.filters.update(q=q, json=flow, shq=shlex.quote)
+        env.filters.update(q=q, json=flow, yaml=block, shq=shlex.quote)
         _ENVIRONMENTS[key] = env
     return _ENVIRONMENTS[key]
 
@@ -114,8 +91,9 @@ class Shape:
         self.context = None      # template variables shared by every cell of this shape
         self.labels = {}
         self.fileset = None
-        self.fast = None         # the manifest with placeholder cell values (False: render each cell)
-        self.fast_json = None    # the same, parsed, as JSON text
+        self.patch = None        # pod_config merged into every manifest of this shape
+        self.text = None         # the Job manifest with placeholder cell values (_TOKENS)
+        self.json_text = None    # the same, parsed, as JSON text
 
 
 class Renderer:
@@ -185,8 +163,8 @@ class Renderer:
                 shape = self._build_shape(settings, kind, where)
                 self._shapes[key] = shape
             self._shapes_by_id[(id(settings), kind)] = (settings, shape)  # keeps settings alive: ids stay unique
-        for field, message in shape.problems:
-            self.problem(where, field, message)
+        for field, message, *details in shape.problems:
+            self.problem(where, field, message, *details)
         return shape
 
     def _secret_for(self, settings):
@@ -205,6 +183,7 @@ class Renderer:
         fileset = self._fileset(s, where, problems)
         shape.fileset = fileset
         volumes, main_mounts, sidecars = podspec.volumes(s, fileset, problems)
+        problems.extend(podspec.pod_config_problems(s, sidecars, volumes))
         if problems:
             return shape
         gpu_resource = podspec.gpu_resource(s)
@@ -212,7 +191,8 @@ class Renderer:
                                       s["limit_ratio"])
         if kind == "pod":
             podspec.apply_caps(s, [main_res] + [c["res"] for c in sidecars], shape.warnings)
-        main = {"name": podspec.MAIN, "command": None, "mounts": main_mounts, "ports": [], "extra_env": []}
+        main = {"name": podspec.MAIN, "command": None, "mounts": main_mounts, "ports": [], "extra_env": [],
+                "field_env": []}
         main["requests"], main["limits"] = main_res.as_dicts(gpu_resource)
         for car in sidecars:
             car["requests"], car["limits"] = car.pop("res").as_dicts(gpu_resource)
@@ -232,8 +212,10 @@ class Renderer:
             "startup": startup,
             "env": env, "env_secret": secret["metadata"]["name"] if secret else None,
             "main": main, "sidecars": sidecars, "volumes": volumes,
-            "affinity": podspec.affinity(s), "tolerations": tolerations,
+            "affinity": podspec.affinity(s), "node_selector": s.get("node_selector") or {},
+            "tolerations": tolerations, "subdomain": None, "job": jobspec.spec(s),
         }
+        shape.patch = podspec.pod_patch(s)
         return shape
 
     def _fileset(self, s, where, problems):
@@ -248,7 +230,7 @@ class Renderer:
         return fileset
 
     # -- the start-up script ----------------------------------------------------------------------------
-    def startup_script(self, s, fileset, members=0):
+    def startup_script(self, s, fileset, members=0, array_dir=None):
         import jinja2
 
         context = {
@@ -258,7 +240,7 @@ class Renderer:
             "conda_sh": os.path.join(s["conda_home"], "etc/profile.d/conda.sh"),
             "files": fileset.files if fileset else [], "files_dir": objects.FILES_MOUNT,
             "index_key": objects.INDEX_KEY,
-            "members": members,
+            "members": members, "array_dir": array_dir,
         }
         try:
             return self.template("startup.sh.j2").render(context)
@@ -266,65 +248,95 @@ class Renderer:
             raise template_error(err, "startup.sh.j2") from None
 
     # -- manifests --------------------------------------------------------------------------------------
-    def render(self, template_name, shape, name, command, labels, annotations, extra_env=()):
+    def render(self, template_name, shape, name, command, labels, annotations, extra_env=(), cell_name=None,
+               main=None, **context_values):
+        """A manifest: the template rendered with the shape's context and these values (`main`: more of the
+        main container, e.g. field_env; `context_values`: e.g. job, subdomain, volumes), then the shape's
+        pod_config merged into its pod."""
         import jinja2
 
-        context = dict(shape.context)
-        main = dict(context["main"], command=command, extra_env=list(extra_env))
-        context.update(name=name, cell_name=name, labels=labels, annotations=annotations, main=main)
+        context = dict(shape.context, **context_values)
+        main = dict(context["main"], command=command, extra_env=list(extra_env), **(main or {}))
+        context.update(name=name, cell_name=cell_name or name, labels=labels, annotations=annotations, main=main,
+                       job_labels=jobspec.job_labels(shape.settings, labels))
         try:
-            return self.template(template_name).render(context)
+            text = self.template(template_name).render(context)
         except jinja2.TemplateError as err:
             raise template_error(err, template_name) from None
+        return self._patched(shape, text, name)
+
+    def _patched(self, shape, text, name):
+        """pod_config merged into the pod of a rendered manifest (re-written as block YAML)."""
+        if not shape.patch:
+            return text
+        manifest = parse_manifest(text, name)
+        spec = manifest.get("spec") or {}
+        pod = (spec.get("template") or {}).get("spec") if manifest["kind"] != "Pod" else spec
+        if not isinstance(pod, dict):
+            raise ConfigError([Problem(name, None, None, "pod_config", "the rendered manifest has no pod spec "
+                                       "to merge pod_config into", ["check your templates in config/templates/"])])
+        podschema.merge(pod, shape.patch)
+        return block(manifest) + "\n"
 
     def cell_manifest(self, cell):
-        """The Job manifest text of one cell (None when its settings have problems)."""
+        """The Job manifest text of one cell (None when its settings have problems): the shape's
+        placeholder manifest with the cell's values substituted."""
         shape = self.shape(cell.settings, "job", cell.name)
+        self.check_command(cell)
+        if shape.context is None:
+            return None
+        values = _cell_values(cell)
+        if shape.text is None:
+            self._placeholder_manifest(shape, values)
+        return _substitute(shape.text, values)
+
+    def _placeholder_manifest(self, shape, first):
+        """Render the shape's Job once with placeholder cell values, and check it against a render with
+        the real values of its first cell: a template that changes a cell's value would give other cells
+        wrong manifests."""
+        real = self._render_cell(shape, first)
+        text = self._render_cell(shape, _TOKENS)
+        if _substitute(text, first) != real:
+            template = self.template("job.yaml.j2").filename
+            where = os.path.relpath(template) if os.path.isabs(template) else template
+            raise ConfigError([Problem(where, None, None, "", "template error: the cell's values (name, "
+                                       "cell_name, main.command, labels, annotations) must be used as given",
+                                       ["write them through |q or |json, unchanged (e.g. {{ main.command|q }}); "
+                                        "a filter that changes them (|upper, |replace, |truncate) or a value "
+                                        "without |q would give other cells wrong manifests",
+                                        "templates in config/templates/ override the toolbox's "
+                                        "(src/toolbox/templates/); compare yours with them"])])
+        self.samples.append(real)
+        shape.text = text
+        if jobspec.indexed(shape.settings):
+            jobspec.check_template(self, real, first["name"])
+
+    def cell_object(self, cell):
+        """The Job of one cell as a dict (after cell_manifest): the placeholder manifest is parsed once per
+        shape and each cell substitutes its values into its JSON (parsing YAML costs ~0.7 ms a manifest)."""
+        shape = self.shape(cell.settings, "job", cell.name)
+        if shape.json_text is None:
+            shape.json_text = json.dumps(parse_manifest(shape.text, f"job/{cell.name}"), ensure_ascii=False)
+        return json.loads(_substitute(shape.json_text, _cell_values(cell), json_escape))
+
+    def workload_labels(self, shape, name):
+        """The labels of a Job and its pods: the shape's, the cell (or pack) and the sweep."""
+        labels = dict(shape.labels)
+        labels["toolbox/cell"] = name
+        if self.sweep:
+            labels["toolbox/sweep"] = self.sweep
+        return labels
+
+    def _render_cell(self, shape, values):
+        annotations = {"toolbox/model": values["model"], "toolbox/dataset": values["dataset"],
+                       "toolbox/hparams": values["hparams"]}
+        return self.render("job.yaml.j2", shape, values["job"], values["command"],
+                           self.workload_labels(shape, values["name"]), annotations, cell_name=values["name"])
+
+    def check_command(self, cell):
         if SLEEP_INFINITY.search(cell.command):
             self.problem(cell.name, "command", "a Job must end: 'sleep infinity' never does",
                          ["use `make pod` for an interactive pod (server_command)"])
-        if shape.context is None:
-            return None
-        values = {"name": cell.name, "command": cell.command, "model": cell.model, "dataset": cell.dataset,
-                  "hparams": json.dumps(dict(cell.hparams), ensure_ascii=False)}
-        if shape.fast is False:
-            return self._render_cell(shape, values)
-        if shape.fast is None:
-            # Render the template once per shape with placeholder cell values; a cell then only
-            # substitutes its own (escaped) values. Checked against a full render of this first cell:
-            # a template that transforms the cell's values is rendered per cell instead.
-            real = self._render_cell(shape, values)
-            self.samples.append(real)
-            fast = self._render_cell(shape, _TOKENS)
-            shape.fast = fast if _substitute(fast, values) == real else False
-            return real
-        return _substitute(shape.fast, values)
-
-    def cell_object(self, cell, text):
-        """The Job of one cell as a dict. With the fast path, the placeholder manifest is parsed once per
-        shape and each cell only substitutes into its JSON (parsing YAML costs ~0.7 ms a manifest)."""
-        shape = self.shape(cell.settings, "job", cell.name)
-        if not shape.fast:
-            return parse_manifest(text, f"job/{cell.name}")
-        values = {"name": cell.name, "command": cell.command, "model": cell.model, "dataset": cell.dataset,
-                  "hparams": json.dumps(dict(cell.hparams), ensure_ascii=False)}
-        if shape.fast_json is None:
-            shape.fast_json = json.dumps(parse_manifest(shape.fast, f"job/{cell.name}"), ensure_ascii=False)
-            obj = json.loads(_substitute(shape.fast_json, values, _json_escape))
-            if obj != parse_manifest(text, f"job/{cell.name}"):  # the template is not value-agnostic
-                shape.fast, shape.fast_json = False, None
-                return parse_manifest(text, f"job/{cell.name}")
-            return obj
-        return json.loads(_substitute(shape.fast_json, values, _json_escape))
-
-    def _render_cell(self, shape, values):
-        labels = dict(shape.labels)
-        labels["toolbox/cell"] = values["name"]
-        if self.sweep:
-            labels["toolbox/sweep"] = self.sweep
-        annotations = {"toolbox/model": values["model"], "toolbox/dataset": values["dataset"],
-                       "toolbox/hparams": values["hparams"]}
-        return self.render("job.yaml.j2", shape, values["name"], values["command"], labels, annotations)
 
     def pack_manifest(self, name, members):
         """The Job of a shared-GPU pack (packing.py): its members run side by side in one container,
@@ -332,18 +344,14 @@ class Renderer:
         import copy
 
         for cell in members:
-            if SLEEP_INFINITY.search(cell.command):
-                self.problem(cell.name, "command", "a Job must end: 'sleep infinity' never does")
+            self.check_command(cell)
         settings = packing.merged_settings(members)
         shape = self.shape(settings, "job", members[0].name)
         if shape.context is None:
             return None
         packed = copy.copy(shape)
         packed.context = dict(shape.context, startup=self.startup_script(settings, shape.fileset, len(members)))
-        labels = dict(shape.labels)
-        labels["toolbox/cell"] = name
-        if self.sweep:
-            labels["toolbox/sweep"] = self.sweep
+        labels = self.workload_labels(shape, name)
         annotations = {packing.MEMBERS_ANNOTATION: json.dumps([c.name for c in members]),
                        "toolbox/hparams": json.dumps({c.name: dict(c.hparams) for c in members}, ensure_ascii=False)}
         extra_env = []
@@ -384,19 +392,26 @@ class Renderer:
         return list(seen.values())
 
 
-_TOKENS = {key: f"tbx0{key}0placeholder0q7z" for key in ("name", "command", "model", "dataset", "hparams")}
+# Placeholders of a cell's values: the quote in each makes a value written without |q (or changed) show
+# up in the check against the first cell's real render.
+_TOKENS = {key: f'tbx"{key}"q7z' for key in ("name", "job", "command", "model", "dataset", "hparams")}
 
 
-def _yaml_escape(value):
-    return q(value)[1:-1]
+def _cell_values(cell):
+    return {"name": cell.name, "job": jobspec.job_name(cell.name, cell.settings), "command": cell.command,
+            "model": cell.model, "dataset": cell.dataset,
+            "hparams": json.dumps(dict(cell.hparams), ensure_ascii=False)}
 
 
-def _json_escape(value):
-    return _encode_string(value)[1:-1]
+_ESCAPED_TOKENS = {}  # escape -> [(key, its placeholder as escape writes it)]
 
 
-def _substitute(text, values, escape=_yaml_escape):
-    for key, token in _TOKENS.items():
+def _substitute(text, values, escape=yaml_escape):
+    """The placeholders (as escape writes them: inside quoted strings) replaced by the escaped values."""
+    tokens = _ESCAPED_TOKENS.get(escape)
+    if tokens is None:
+        tokens = _ESCAPED_TOKENS[escape] = [(key, escape(token)) for key, token in _TOKENS.items()]
+    for key, token in tokens:
         text = text.replace(token, escape(values[key]))
     return text
 

@@ -3,9 +3,13 @@
 Everything is read with list calls (one for jobs, one for pods, by label), never a call per cell.
 """
 import datetime
+import functools
 
 from toolbox.core.console import format_table, human_duration
-from toolbox.kube import packing
+from toolbox.errors import KubeError
+from toolbox.kube.jobspec import IGNORED_COUNT_KEY, QUEUE_LABEL
+from toolbox.kube import distributed
+from toolbox.kube.placement import ARRAY, NODES, Placement, disruption, newest
 
 
 
@@ -35,19 +39,20 @@ def job_state(job):
     return "pending"
 
 
-def newest(pods):
-    return max(pods, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]))
-
-
-def pods_by_job(pods):
-    """job name -> its newest pod."""
+def pods_of_jobs(pods):
+    """job name -> its pods."""
     grouped = {}
     for pod in pods:
         labels = pod["metadata"].get("labels") or {}
         job = labels.get("job-name") or labels.get("batch.kubernetes.io/job-name")
         if job:
             grouped.setdefault(job, []).append(pod)
-    return {job: newest(group) for job, group in grouped.items()}
+    return grouped
+
+
+def pods_by_job(pods):
+    """job name -> its newest pod."""
+    return {job: newest(group) for job, group in pods_of_jobs(pods).items()}
 
 
 def _statuses(pod):
@@ -83,6 +88,7 @@ def pod_reason(pod):
     return ""
 
 
+@functools.lru_cache(maxsize=4096)   # the cells of one pack share their Job's times
 def parse_time(text):
     if not text:
         return None
@@ -128,52 +134,118 @@ def gpu_types(cluster, pods):
             for n in nodes or []}
 
 
+DISRUPTION_EVENTS = ("Preempted", "Evicted", "TaintManagerEviction")
+
+
+def _pod_job(pod_name, job_names):
+    """The Job of a pod name (`<job>-<5 characters>`, Indexed: `<job>-<index>-<5 characters>`), or None."""
+    base = pod_name.rpartition("-")[0]
+    if base in job_names:
+        return base
+    head, _, index = base.rpartition("-")
+    return head if index.isdigit() and head in job_names else None
+
+
+def last_disruptions(cluster, jobs, pods):
+    """{Job name: 'Reason: message' of the newest disruption event (preemption, eviction) of its pods}. The
+    disrupted pods themselves are gone; their events stay an hour. One list call, made only when a pod of
+    the sweep replaced one whose failure was not counted (an ignored disruption)."""
+    if not any(_ignored(pod) for pod in pods):
+        return {}
+    names = {job["metadata"]["name"] for job in jobs}
+    found = {}
+    try:
+        events = cluster.list("Event", field_selector="involvedObject.kind=Pod")
+    except KubeError:
+        return {}   # not allowed to read events: the restarts are still counted
+    for event in events:
+        job = _pod_job((event.get("involvedObject") or {}).get("name") or "", names)
+        if job is None or event.get("reason") not in DISRUPTION_EVENTS:
+            continue
+        stamp = event.get("lastTimestamp") or event.get("eventTime") or ""
+        if job not in found or stamp >= found[job][0]:
+            found[job] = (stamp, f"{event['reason']}: {event.get('message') or ''}".strip(": "))
+    return {job: text for job, (_, text) in found.items()}
+
+
+def _ignored(pod):
+    value = ((pod.get("metadata") or {}).get("annotations") or {}).get(IGNORED_COUNT_KEY)
+    return bool(value) and value != "0"
+
+
 # -- the status table -------------------------------------------------------------------------------------
-def status_rows(cells, jobs, pods, products=None, job_of=None, now=None):
-    """One row per cell: NAME, JOB, POD, NODE, GPU, AGE, RESTARTS, REASON (a cell packed in a shared-GPU
-    job shows that job's state, marked `shared`)."""
+def queued_reason(job):
+    """Why a Job without pods waits: suspended (a queue admits it), or ''."""
+    spec = (job or {}).get("spec") or {}
+    if not spec.get("suspend"):
+        return ""
+    queue = ((job.get("metadata") or {}).get("labels") or {}).get(QUEUE_LABEL)
+    return f"queued: suspended until Kueue admits it (queue {queue})" if queue else "suspended"
+
+
+def cell_reason(job, pod, disrupted=""):
+    """The REASON of a cell: why its pod is stuck or failed, why it waits, or its last disruption."""
+    reason = pod_reason(pod) or (queued_reason(job) if pod is None else "")
+    if not reason and disrupted:
+        reason = f"last disruption: {disrupted}"
+    return reason
+
+
+def status_rows(cells, jobs, pods, products=None, job_of=None, now=None, disruptions=None, services=None):
+    """One row per cell: NAME, JOB, POD, NODE, GPU, AGE, RESTARTS, REASON. A cell packed in a shared-GPU job
+    shows that job's state (marked `shared`), an array cell its index's (`array #K`), a multi-node cell
+    its Job's (`N nodes`) and the pod of node 0 (or of the node in trouble). RESTARTS counts the pods that
+    replaced failed or disrupted ones (Indexed Jobs) and container restarts. `disruptions`: {Job name: the
+    last disruption's reason} (events; the pods that were disrupted are gone). `services`: the names of the
+    headless Services there are (a multi-node cell whose Service is gone says so)."""
     products = products or {}
-    job_of = job_of or {}
+    placement = job_of if isinstance(job_of, Placement) else Placement(cells, jobs)
     by_name = {j["metadata"]["name"]: j for j in jobs}
-    by_job = pods_by_job(pods)
+    pods_of = pods_of_jobs(pods)
     rows, counts = [], {}
     for cell in cells:
-        job_name = job_of.get(cell.name, cell.name)
-        job = by_name.get(job_name)
+        job_name = placement.get(cell.name, cell.name)
+        job, pod, replaced = placement.view(cell.name, by_name.get(job_name), pods_of.get(job_name, ()))
         state = job_state(job)
         counts[state] = counts.get(state, 0) + 1
-        pod = by_job.get(job_name)
         node = ((pod or {}).get("spec") or {}).get("nodeName") or "-"
         gpu = "-"
         if pod:
             gpu = products.get(node) or requested_gpu(pod) or "-"
         phase = ((pod or {}).get("status") or {}).get("phase") or "-"
-        rows.append([cell.name, state + (" (shared)" if job_name != cell.name else ""), phase, node, gpu,
-                     age(job, now) if job else "-",
-                     str(restarts(pod)) if pod else "-", pod_reason(pod) or "-"])
+        disrupted = disruption(pod) or ((disruptions or {}).get(job_name) if replaced else "")
+        reason = cell_reason(job, pod, disrupted)
+        if services is not None and placement.kind.get(cell.name) == NODES and state in ("running", "pending") \
+                and distributed.service_name(job_name) not in services:
+            reason = f"no Service {distributed.service_name(job_name)}: the nodes cannot find each other (make retry)"
+        rows.append([cell.name, state + placement.note(cell.name), phase, node, gpu, age(job, now) if job else "-",
+                     str(restarts(pod) + replaced) if pod else "-", reason or "-"])
     return rows, counts
 
 
-def status_text(cells, jobs, pods, products=None, job_of=None):
-    rows, counts = status_rows(cells, jobs, pods, products, job_of)
+def status_text(cells, jobs, pods, products=None, job_of=None, disruptions=None, services=None):
+    placement = job_of if isinstance(job_of, Placement) else Placement(cells, jobs)
+    rows, counts = status_rows(cells, jobs, pods, products, placement, disruptions=disruptions, services=services)
     table = format_table(["NAME", "JOB", "POD", "NODE", "GPU", "AGE", "RESTARTS", "REASON"], rows)
     order = ["running", "pending", "succeeded", "failed", "deleting", "missing"]
     summary = ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s))
-    packs = {}
-    for cell, job in (job_of or {}).items():
-        if job != cell:
-            packs.setdefault(job, []).append(cell)
-    shared = "".join(f"\nshared job {job}: {', '.join(members)}" for job, members in packs.items())
-    return f"{table}\n\n{len(cells)} cell{'s' if len(cells) != 1 else ''}: {summary}{shared}"
+    lines = []
+    for job, members in placement.packs().items():
+        if placement.kind[members[0]] == ARRAY:
+            lines.append(f"\narray job {job}: {len(members)} cell{'s' if len(members) != 1 else ''} (#index in JOB)")
+        else:
+            lines.append(f"\nshared job {job}: {', '.join(members)}")
+    multi = sorted({job for name, job in placement.items() if placement.kind[name] == NODES})
+    if multi and services is not None:
+        present = sum(distributed.service_name(job) in services for job in multi)
+        lines.append(f"\n{len(multi)} multi-node cell{'s' if len(multi) != 1 else ''}: {present} of their headless "
+                     "Services in the namespace")
+    return f"{table}\n\n{len(cells)} cell{'s' if len(cells) != 1 else ''}: {summary}{''.join(lines)}"
 
 
-def jobs_of(cells, jobs=()):
-    """cell name -> name of the Job that runs it (a shared-GPU pack, or the cell itself); packs already
-    in the cluster are read from their Jobs."""
-    _, packs = packing.pack(cells, packing.existing_packs(jobs))
-    job_of = {cell.name: cell.name for cell in cells}
-    for name, members in packs:
-        job_of.update((cell.name, name) for cell in members)
-    return job_of
+def jobs_of(cells, jobs=(), members=None):
+    """cell name -> name of the Job that runs it (a Placement: shared-GPU and array packs already in the
+    cluster are read from their Jobs and, for arrays, `members` {pack: [cell names]})."""
+    return Placement(cells, jobs, members)
 
 

@@ -1,52 +1,39 @@
 """Submitting the sweep: the Jobs of a grid (one per cell, one per shared-GPU pack), rendered and checked
 before the first API call; the resubmission table; concurrent submission; what deletes target.
 """
-import concurrent.futures
 import threading
 import time
 
 from toolbox.core.console import Progress
 from toolbox.core.envfile import read_env
-from toolbox.errors import KubeError, Unreachable, warn
-from toolbox.kube import packing, render
-from toolbox.kube.scope import check_cluster_fields, selector
+from toolbox.errors import CommandError, KubeError, Unreachable, warn
+from toolbox.kube import arrays, companions, objects, packing, render, units
+from toolbox.kube.scope import check_cluster_fields, check_owner, selector
 from toolbox.kube.status import job_state
 
 REPLACE_WAIT = 60.0
 
 
 # -- rendering the sweep ----------------------------------------------------------------------------------
-class Unit:
-    """One Job to submit: a cell, or a shared-GPU pack of cells (packing.py)."""
-
-    __slots__ = ("name", "text", "cells")
-
-    def __init__(self, name, text, cells):
-        self.name, self.text, self.cells = name, text, cells
-
-    @property
-    def packed(self):
-        return len(self.cells) > 1 or self.cells[0].name != self.name
-
-
 class Prepared:
-    """The Jobs of a command with their manifests, all checked."""
+    """The Jobs of a command with their manifests, all checked (units.py: a Job per cell, shared-GPU pack,
+    multi-node cell or array pack)."""
 
     def __init__(self, grid, renderer, units):
         self.grid, self.renderer, self.units = grid, renderer, units
         self.cells = grid.cells
+        self.existing_packs = None
+        self.array_plan = None
 
     @property
     def settings(self):
         return self.cells[0].settings
 
-    def render_units(self, existing_packs=None):
-        """The Jobs of the sweep: one per cell, one per shared-GPU pack (packs already in the cluster
-        keep their members); every problem is raised before anything is sent."""
-        singles, packs = packing.pack(self.cells, existing_packs)
+    def render_units(self, existing_packs=None, array_cells=None):
+        """The Jobs of the sweep (shared-GPU packs already in the cluster keep their members; `array_cells`:
+        the array cells that need a new pack, default all); every problem is raised before anything is sent."""
         renderer = self.renderer
-        self.units = [Unit(cell.name, renderer.cell_manifest(cell), [cell]) for cell in singles]
-        self.units += [Unit(name, renderer.pack_manifest(name, members), members) for name, members in packs]
+        self.units = units.render(renderer, self.cells, existing_packs, array_cells)
         cells = {cell.name: cell for cell in self.cells}
         renderer.check(lambda p: self.grid.config.locate(p, *_model_dataset(cells.get(p.file))))
 
@@ -54,14 +41,31 @@ class Prepared:
         """Re-pack when shared-GPU packs already run in the cluster, so that a cell never runs twice when
         the grid has grown. True if the units changed."""
         packs = packing.existing_packs(jobs)
-        if not packs or not any(unit.packed for unit in self.units):
+        if not packs or not any(unit.kind == units.SHARED for unit in self.units):
             return False
-        self.render_units(packs)
+        self.existing_packs = packs
+        self.render_units(packs, self.array_plan.cells if self.array_plan else None)
         return True
+
+    def plan_arrays(self, cluster, jobs, mode="job"):
+        """Array cells: only those that need a new pack get one, by what the packs in the cluster did with
+        them (units.ArrayPlan); None when the sweep has no array cells."""
+        if not any(unit.kind == units.ARRAY for unit in self.units) and not any(map(arrays.is_pack, jobs)):
+            return None
+        members = arrays.cluster_members(cluster, self.settings, jobs)
+        plan = self.array_plan = units.ArrayPlan(self.cells, jobs, members, mode)
+        self.render_units(self.existing_packs, plan.cells)
+        names = {unit.name for unit in self.units}
+        plan.stale = [job for job in plan.stale if job["metadata"]["name"] not in names]  # replaced in place
+        return plan
 
     def bodies(self):
         return [(unit.name, render.parse_manifest(unit.text, f"job/{unit.name}") if unit.packed
-                 else self.renderer.cell_object(unit.cells[0], unit.text)) for unit in self.units]
+                 else self.renderer.cell_object(unit.cells[0])) for unit in self.units]
+
+    def extras(self):
+        """{Job name: the objects created just before it and owned by it} (Services, array ConfigMaps)."""
+        return {unit.name: unit.extras for unit in self.units if unit.extras}
 
     def support_objects(self):
         """The Secret (.env) and ConfigMaps (file:) the workloads need, created before them."""
@@ -81,12 +85,12 @@ def _model_dataset(cell):
     return (cell.dataset, cell.model) if cell else (None, None)
 
 
-def pack_lines(prepared):
-    packs = [u for u in prepared.units if u.packed]
+def pack_lines(packs):
+    """The shared-GPU packs ([(name, member cells)]) as text for the plan ('' without packs)."""
     if not packs:
         return ""
-    lines = [f"\n{sum(len(u.cells) for u in packs)} cells share GPUs in {len(packs)} job(s) (shared < 1):"]
-    lines += [f"  {u.name}: {', '.join(c.name for c in u.cells)}" for u in packs]
+    lines = [f"\n{sum(len(members) for _, members in packs)} cells share GPUs in {len(packs)} job(s) (shared < 1):"]
+    lines += [f"  {name}: {', '.join(c.name for c in members)}" for name, members in packs]
     return "\n".join(lines)
 
 
@@ -102,7 +106,9 @@ def warn_missing(cluster, renderer):
 
 def upsert_support(cluster, prepared_objects, out):
     for obj in prepared_objects:
-        result = cluster.upsert(obj)
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        result = cluster.upsert(obj, hint=f"if it is yours, `kubectl delete {kind.lower()} {name}` and run the "
+                                          "command again; otherwise ask its owner")
         what = f"{len(obj.get('data') or {})} variables from .env" if obj["kind"] == "Secret" else \
             f"{len(obj.get('data') or {}) + len(obj.get('binaryData') or {})} files from file:"
         out.say(f"{obj['kind']} '{obj['metadata']['name']}' ({what}): {result}")
@@ -128,10 +134,39 @@ MESSAGES = {
     "running": "Job '{name}' is running. Doing nothing (overwrite=true replaces it).",
     "pending": "Job '{name}' is pending. Doing nothing (overwrite=true replaces it).",
     "succeeded": "Job '{name}' already succeeded. Doing nothing (overwrite=true replaces it).",
+    "meanwhile": "Job '{name}' was created meanwhile with the same spec (another make job?). Doing nothing.",
 }
 
 
-def create_job(cluster, body, wait_gone):
+class Submission:
+    """What a submission did: names per outcome, the errors (identical ones grouped), and whether it was
+    cut short (Ctrl-C; the API server found unreachable)."""
+
+    def __init__(self, total):
+        self.total = total
+        self.outcomes = {"created": [], "replaced": [], "skipped": [], "failed": []}
+        self.errors = []
+        self.started = 0
+        self.interrupted = False
+        self.unreachable = None      # the first Unreachable error: nothing more is sent after it
+
+    @property
+    def finished(self):
+        return sum(len(names) for names in self.outcomes.values())
+
+    @property
+    def in_flight(self):
+        return self.started - self.finished if self.interrupted else 0
+
+    def not_sent(self, names):
+        """Cells never attempted because the API server stopped answering: failed, one error for all."""
+        done = {n for group in self.outcomes.values() for n in group}
+        missing = [n for n in names if n not in done]
+        self.outcomes["failed"].extend(missing)
+        return len(missing)
+
+
+def create_job(cluster, body, wait_gone, stop):
     """Create; after a delete the old Job may linger a moment (AlreadyExists): retry for a while."""
     deadline = time.monotonic() + REPLACE_WAIT
     delay = 0.05
@@ -140,17 +175,49 @@ def create_job(cluster, body, wait_gone):
             cluster.create(body)
             return
         except KubeError as err:
-            if err.code != 409 or not wait_gone or time.monotonic() > deadline:
+            if err.code != 409 or not wait_gone or time.monotonic() > deadline or stop.is_set():
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
 
-def submit(cluster, bodies, existing, overwrite, out):
-    """Submit jobs concurrently by the resubmission table; returns {outcome: [names]} and errors."""
-    outcomes = {"created": [], "replaced": [], "skipped": [], "failed": []}
-    errors = []
-    lock = threading.Lock()
+def contains(have, want):
+    """Every field of `want` is in `have` with the same value (a server adds defaults, never removes)."""
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(k in have and contains(have[k], v) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(have, list) and len(have) == len(want) and all(map(contains, have, want))
+    return have == want
+
+
+def pod_spec(job):
+    return (((job or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+
+
+def created_meanwhile(cluster, name, body):
+    """After AlreadyExists on a create: the Job that took the name since the list call. The same user's
+    and project's Job with the same pod spec (another `make job` of this grid) counts as submitted;
+    anything else is an error and is left alone."""
+    found = cluster.get("Job", name)
+    if found is None:
+        return False
+    labels = body["metadata"].get("labels") or {}
+    where = cluster.where("Job", name)
+    check_owner(found, labels.get("user"), labels.get("project"), where,
+                hint="another user's job has this name: set `prefix:` in config/kube.yaml to a name of your own")
+    if not contains(pod_spec(found), pod_spec(body)):
+        raise CommandError(where, "was created meanwhile with a different spec (another make job?); not changed",
+                           hint="`make job overwrite=true` replaces it")
+    return True
+
+
+def submit(cluster, bodies, existing, overwrite, out, extras=None):
+    """Submit jobs concurrently by the resubmission table (a Submission). Stops sending at the first sign
+    of an unreachable API server; Ctrl-C returns what was done so far (`interrupted`). `extras`: {Job name:
+    the objects created just before it and then owned by it} (companions.py)."""
+    extras = extras or {}
+    result = Submission(len(bodies))
+    lock, stop = threading.Lock(), threading.Event()
     progress = Progress("Submitting jobs", len(bodies))
 
     def one(name, body):
@@ -162,34 +229,62 @@ def submit(cluster, bodies, existing, overwrite, out):
         if action == "replace":
             out.say(MESSAGES["failed" if state == "failed" and not overwrite else "replace"].format(
                 name=name, state=state))
-            cluster.delete("Job", name)
+            labels = body["metadata"].get("labels") or {}
+            check_owner(existing[name], labels.get("user"), labels.get("project"), cluster.where("Job", name))
+            cluster.delete("Job", name, uid=existing[name]["metadata"].get("uid"))
         else:
             out.say(MESSAGES[action].format(name=name))
-        create_job(cluster, body, wait_gone=action != "create")
+        companions.prepare(cluster, extras.get(name, ()))
+        try:
+            create_job(cluster, body, action != "create", stop)
+        except KubeError as err:
+            if err.code != 409 or action != "create" or not created_meanwhile(cluster, name, body):
+                raise
+            out.say(MESSAGES["meanwhile"].format(name=name))
+            return "skipped"
+        companions.own(cluster, extras.get(name, ()), name)
         return "created" if action == "create" else "replaced"
 
-    def run(name, body):
-        try:
-            result = one(name, body)
-        except (KubeError, Unreachable) as err:
-            result = "failed"
-            with lock:
-                errors.append(err)
+    def run(item):
+        name, body = item
         with lock:
-            outcomes[result].append(name)
+            result.started += 1
+        try:
+            outcome = one(name, body)
+        except (CommandError, Unreachable) as err:
+            outcome = "failed"
+            with lock:
+                result.errors.append(err)
+                if isinstance(err, Unreachable) and result.unreachable is None:
+                    result.unreachable = err
+                    stop.set()
+        with lock:
+            result.outcomes[outcome].append(name)
         progress.advance()
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(cluster.threads, max(len(bodies), 1))) as pool:
-        futures = [pool.submit(run, name, body) for name, body in bodies]
-        try:
-            for future in futures:
-                future.result()
-        except KeyboardInterrupt:
-            for future in futures:
-                future.cancel()
-            raise
+    try:
+        cluster.run_all(run, bodies, stop)
+    except KeyboardInterrupt:
+        result.interrupted = True
     progress.close()
-    return outcomes, errors
+    if result.unreachable is not None and not result.interrupted:
+        result.not_sent([name for name, _ in bodies])
+    return result
+
+
+def grouped_errors(errors):
+    """Identical errors (the same reason, whichever job) as one: [(first error, count)], sorted by where."""
+    groups = {}
+    for err in sorted(errors, key=lambda e: e.where):
+        kind, slash, name = err.where.partition("/")
+        name = name if slash and kind.isalpha() else None     # job/NAME, not https://host
+        what = err.what.replace(name, "<name>") if name else err.what
+        key = (type(err).__name__, None if name else err.where, what, err.hint)
+        if key in groups:
+            groups[key][1] += 1
+        else:
+            groups[key] = [err, 1]
+    return [tuple(group) for group in groups.values()]
 
 
 def failure_reason(job):
@@ -210,9 +305,25 @@ def delete_targets(cluster, settings, what):
     if what in ("all", "pods"):
         for pod in cluster.list("Pod", selector(settings, "!job-name")):
             rows.append(("Pod", pod, (pod.get("status") or {}).get("phase") or "-"))
+    if what != "pods":   # the Services and array ConfigMaps of the Jobs that go (all of them: every Job goes)
+        doomed = {job["metadata"]["name"] for kind, job, _ in rows if kind == "Job"}
+        rows += [(kind, obj, "-") for kind, obj in companions.listed(cluster, settings)
+                 if what != "failed" or companions.job_of(obj) in doomed]
     if what == "all":
         for configmap in cluster.list("ConfigMap", selector(settings, "toolbox/role=files")):
             rows.append(("ConfigMap", configmap, "-"))
+        rows += [("Secret", secret, "old name") for secret in stale_env_secrets(cluster, settings)]
     return rows
+
+
+def stale_env_secrets(cluster, settings):
+    """This user's .env Secrets of this project under another name than today's (made before names
+    carried the owner hash): nothing submitted from now on uses them."""
+    try:
+        secrets = cluster.list("Secret", selector(settings, "toolbox/role=env"))
+    except KubeError:
+        return []  # not allowed to list Secrets: leave them
+    current = objects.env_secret_name(settings)
+    return [s for s in secrets if s["metadata"]["name"] != current]
 
 

@@ -1,11 +1,15 @@
-"""Executing cells on this machine: in order, or N at a time pinned to GPUs; plus dry runs and the plan.
+"""Executing cells on this machine: in order, or N at a time pinned to GPUs.
 
-Every command runs as one bash script (`bash -c`), exactly as in a pod, with `.env` in the
-environment, `src` on PYTHONPATH and TOOLBOX_CELL_NAME set. Exit codes are checked and summarised.
+Every command runs as one bash script (`bash -c`), exactly as in a pod, with `.env` in the environment,
+the toolbox's interpreter activated (core/runenv.py), `src` on PYTHONPATH and TOOLBOX_CELL_NAME set.
+Each cell is the leader of its own process group, so that an interrupt reaches the cell and everything it
+started, and only through the toolbox: Ctrl-C or SIGTERM -> SIGINT to every running cell, `grace`
+seconds to finish (save a checkpoint), then SIGTERM, then SIGKILL (local/stopping.py). Exit codes are
+summarised; build/local-state.json follows the run (local/state.py).
 """
+import concurrent.futures
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -13,28 +17,30 @@ import threading
 import time
 
 from toolbox.core.console import format_table, human_duration
-from toolbox.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError, warn
+from toolbox.core.runenv import run_environment
+from toolbox.errors import EXIT_FAILED, UsageError, warn
+from toolbox.core import multinode
+from toolbox.local.nodes import run_nodes
+from toolbox.local.state import StateRecord
+from toolbox.local.stopping import DEFAULT_GRACE, Stopper
 
 LOG_DIR = "logs"
+POLL_SECONDS = 0.1
 
 
 class Result:
-    __slots__ = ("cell", "status", "code", "seconds", "log")
+    """How a cell ended: a state of local/state.STATES, the exit code, the seconds it ran."""
 
-    def __init__(self, cell, status, code=None, seconds=0.0, log=None):
-        self.cell, self.status, self.code, self.seconds, self.log = cell, status, code, seconds, log
+    __slots__ = ("cell", "state", "code", "seconds")
 
-    @property
-    def ok(self):
-        return self.status == "ok"
+    def __init__(self, cell, state, code=None, seconds=None):
+        self.cell, self.state, self.code, self.seconds = cell, state, code, seconds
 
 
 # -- the environment and header of a run ------------------------------------------------------------
-def cell_environment(cell, base=None, gpus=None):
-    """Environment of a local run: the current one (with .env), src first on PYTHONPATH, the cell's name."""
-    env = dict(os.environ if base is None else base)
-    src = os.path.abspath("src")
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+def cell_environment(cell, base, gpus=None):
+    """Environment of one cell: the run's environment plus the cell's name and GPUs."""
+    env = dict(base)
     env["TOOLBOX_CELL_NAME"] = cell.name
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
@@ -50,9 +56,9 @@ def header(cell, position, total, command):
 def gpu_slots(gpus, per_run):
     """'0,1,2,3' with 2 per run -> [['0','1'], ['2','3']]."""
     ids = [g.strip() for g in str(gpus).split(",") if g.strip()]
-    per_run = per_run or 1
-    if per_run < 1:
-        raise UsageError(f"gpus_per_run={per_run}", "expected at least 1")
+    per_run = 1 if per_run is None else per_run
+    if not ids:
+        raise UsageError(f"gpus={gpus}", "no GPU id given", hint="e.g. gpus=0,1")
     if len(ids) < per_run:
         raise UsageError(f"gpus={gpus}", f"{len(ids)} GPU(s) given but gpus_per_run={per_run}")
     if len(ids) % per_run:
@@ -60,157 +66,180 @@ def gpu_slots(gpus, per_run):
     return [ids[i:i + per_run] for i in range(0, len(ids) - len(ids) % per_run, per_run)]
 
 
-# -- sequential runs: output goes straight to the terminal ----------------------------------------------
-def run_sequential(cells, in_cluster, fail_fast, slot=None):
-    results = []
-    for position, cell in enumerate(cells, 1):
-        started = time.monotonic()
-        try:
-            command = cell.command_for(in_cluster)
-            print(header(cell, position, len(cells), command), flush=True)
-            code = subprocess.call(["bash", "-c", command], env=cell_environment(cell, gpus=slot))
-        except KeyboardInterrupt:
-            results.append(Result(cell, "interrupted", None, time.monotonic() - started))
-            raise _Interrupted(results, cells) from None
-        results.append(Result(cell, "ok" if code == 0 else "failed", code, time.monotonic() - started))
-        if code != 0 and fail_fast:
-            break
-    return results
+def _check_log_dir():
+    """Parallel runs write logs/<cell>.log: the folder must be one (checked before anything starts)."""
+    if os.path.lexists(LOG_DIR) and not os.path.isdir(LOG_DIR):
+        raise UsageError(LOG_DIR, "exists but is not a folder",
+                         ["parallel local runs (jobs=N, gpus=) write logs/<cell name>.log"],
+                         hint="move or rename it")
+    try:
+        os.makedirs(LOG_DIR, exist_ok=True)
+    except OSError as err:
+        raise UsageError(LOG_DIR, f"cannot create the log folder: {err.strerror}") from None
 
 
-class _Interrupted(Exception):
-    def __init__(self, results, cells):
-        super().__init__("interrupted")
-        self.results, self.cells = results, cells
+# -- one cell ---------------------------------------------------------------------------------------
+class _Run:
+    """What every cell of one `make local` shares: options, output, the stopper and the state record."""
 
-
-# -- parallel runs: prefixed output, one log file per cell ---------------------------------------------
-class ParallelRunner:
-    def __init__(self, cells, jobs, slots, in_cluster, fail_fast):
-        self.cells, self.jobs, self.in_cluster, self.fail_fast = cells, jobs, in_cluster, fail_fast
-        self.slots = queue.Queue()
-        for slot in slots or [None] * jobs:
-            self.slots.put(slot)
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.procs = set()
-        self.results = {}
+    def __init__(self, cells, in_cluster, piped, stopper, record):
+        self.cells, self.in_cluster, self.piped = cells, in_cluster, piped
+        self.stopper, self.record = stopper, record
+        self.environment = run_environment()
+        self.output_lock = threading.Lock()
 
     def say(self, text):
-        with self.lock:
+        with self.output_lock:
             sys.stdout.write(text)
             sys.stdout.flush()
 
-    def run_one(self, position, cell):
-        if self.stop.is_set():
-            self.results[cell.index] = Result(cell, "cancelled")
-            return
-        slot = self.slots.get()
-        try:
-            self._execute(position, cell, slot)
-        finally:
-            self.slots.put(slot)
-
-    def _execute(self, position, cell, slot):
+    def execute(self, position, cell, slot):
+        """Run one cell to its end (worker thread); returns its Result."""
         command = cell.command_for(self.in_cluster)
-        os.makedirs(LOG_DIR, exist_ok=True)
-        log_path = os.path.join(LOG_DIR, f"{cell.name}.log")
-        pin = f" on GPU {','.join(slot)}" if slot else ""
-        self.say(f"[{cell.name}] started ({position}/{len(self.cells)}){pin}: {command}\n")
+        total = len(self.cells)
+        log_path = os.path.join(LOG_DIR, f"{cell.name}.log") if self.piped else None
+        if self.piped:
+            pin = f" on GPU {','.join(slot)}" if slot else ""
+            self.say(f"[{cell.name}] started ({position}/{total}){pin}: {command}\n")
+        else:
+            self.say(header(cell, position, total, command) + "\n")
+        self.record.update(cell, state="running", started=time.time(), log=log_path,
+                           gpus=",".join(slot) if slot else None)
         started = time.monotonic()
-        with open(log_path, "w", encoding="utf-8") as log:
-            log.write(header(cell, position, len(self.cells), command) + "\n")
-            log.flush()
-            proc = subprocess.Popen(["bash", "-c", command], env=cell_environment(cell, gpus=slot),
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            with self.lock:
-                self.procs.add(proc)
-            for raw in proc.stdout:
-                line = raw.decode("utf-8", "replace")
+        env = cell_environment(cell, self.environment, slot)
+        try:
+            if self.piped:
+                with open(log_path, "w", encoding="utf-8") as log:
+                    log.write(header(cell, position, total, command) + "\n")
+                    log.flush()
+                    code = self._piped(cell, command, env, log)
+            elif multinode.is_multinode(cell.settings):
+                code = self._nodes(cell, command, env)
+            else:
+                code = self.stopper.follow(self._start(command, env), cell.name)
+        except OSError as err:   # bash missing, the log not writable: this cell fails, the others go on
+            self.say(f"[{cell.name}] cannot start: {err.strerror}: {err.filename or 'bash'}\n")
+            code = 127
+        seconds = time.monotonic() - started
+        state = "interrupted" if self.stopper.stopped(cell.name) else ("succeeded" if code == 0 else "failed")
+        self.record.update(cell, state=state, exit_code=code, seconds=round(seconds, 3))
+        if self.piped:
+            self.say(f"[{cell.name}] {'finished' if state == 'succeeded' else f'{state.upper()} ({exit_text(code)})'} "
+                     f"in {human_duration(seconds)}\n")
+        return Result(cell, state, code, seconds)
+
+    def _start(self, command, env, **streams):
+        # start_new_session: the cell leads its own process group (and has no controlling terminal), so
+        # the terminal's Ctrl-C reaches only the toolbox, which hands it on gently.
+        return subprocess.Popen(["bash", "-c", command], env=env, start_new_session=True, **streams)
+
+    def _nodes(self, cell, command, env, log=None):
+        """A multi-node cell: one process per node (local/nodes.py), each line prefixed with its node."""
+        def write(line):
+            if log is not None:
                 log.write(line)
                 log.flush()
-                self.say(f"[{cell.name}] {line}" if line.endswith("\n") else f"[{cell.name}] {line}\n")
-            code = proc.wait()
-            with self.lock:
-                self.procs.discard(proc)
-        seconds = time.monotonic() - started
-        status = "ok" if code == 0 else ("interrupted" if self.stop.is_set() and code < 0 else "failed")
-        self.results[cell.index] = Result(cell, status, code, seconds, log_path)
-        self.say(f"[{cell.name}] {'finished' if code == 0 else f'FAILED (exit {code})'} "
-                 f"in {human_duration(seconds)}\n")
-        if code != 0 and self.fail_fast:
-            self.stop.set()  # like make: start nothing new, let running cells finish
+            self.say(f"[{cell.name}] {line}" if log is not None else line)
 
-    def run(self):
-        threads = []
-        work = queue.Queue()
-        for item in enumerate(self.cells, 1):
-            work.put(item)
+        return run_nodes(cell, command, env, self.stopper, write)
 
-        def worker():
-            while True:
-                try:
-                    position, cell = work.get_nowait()
-                except queue.Empty:
-                    return
-                self.run_one(position, cell)
+    def _piped(self, cell, command, env, log):
+        if multinode.is_multinode(cell.settings):
+            return self._nodes(cell, command, env, log)
+        proc = self._start(command, env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.stopper.add(proc, cell.name)
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace")
+            log.write(line)
+            log.flush()
+            self.say(f"[{cell.name}] {line}" if line.endswith("\n") else f"[{cell.name}] {line}\n")
+        return self.stopper.follow(proc, cell.name)
 
-        for _ in range(min(self.jobs, len(self.cells))):
-            thread = threading.Thread(target=worker, daemon=True)
-            thread.start()
-            threads.append(thread)
+
+def exit_text(code):
+    """'exit 3', or 'signal SIGKILL' for a process killed by a signal."""
+    if code is not None and code < 0:
         try:
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(0.2)
-        except KeyboardInterrupt:
-            self.stop.set()
-            with self.lock:
-                for proc in self.procs:
-                    proc.send_signal(signal.SIGTERM)
-            for thread in threads:
-                thread.join(5)
-            raise _Interrupted(self.ordered(), self.cells) from None
-        return self.ordered()
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit {code}"
 
-    def ordered(self):
-        return [self.results.get(c.index) or Result(c, "cancelled") for c in self.cells]
+
+# -- scheduling -----------------------------------------------------------------------------------------
+def _schedule(run, jobs, slots, fail_fast):
+    """Start cells in order, at most `jobs` at a time (each with a free GPU slot); stop starting new ones
+    after a failure with fail_fast or once the stopper has a signal. The main thread waits here, so that
+    the signal handlers run and the stopper's steps happen on time."""
+    results = {}
+    free = list(slots[:jobs] if slots else [None] * jobs)
+    pending = iter(enumerate(run.cells, 1))
+    running = {}
+    failed = False
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        while True:
+            while free and not run.stopper.stopping and not (failed and fail_fast):
+                item = next(pending, None)
+                if item is None:
+                    break
+                slot = free.pop(0)
+                running[pool.submit(run.execute, item[0], item[1], slot)] = slot
+            if not running:
+                break
+            done, _ = concurrent.futures.wait(running, timeout=POLL_SECONDS,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                free.append(running.pop(future))
+                result = future.result()
+                results[result.cell.index] = result
+                failed = failed or result.state == "failed"
+            run.stopper.tick()
+            run.record.flush()
+    return [results.get(cell.index) or Result(cell, "not run") for cell in run.cells]
 
 
 # -- summary ----------------------------------------------------------------------------------------
-def summary(results, cells):
-    """The table printed after local runs, and the exit code."""
-    by_index = {r.cell.index: r for r in results}
+def summary(results):
+    """The table printed after local runs, and the last line."""
     rows = []
-    for cell in cells:
-        r = by_index.get(cell.index) or Result(cell, "not run")
-        status = r.status if r.code in (None, 0) else f"{r.status} (exit {r.code})"
-        rows.append([cell.name, status, human_duration(r.seconds) if r.seconds else "-"])
-    failed = sum(1 for r in results if r.status == "failed")
-    ok = sum(1 for r in results if r.ok)
+    for r in results:
+        status = r.state if r.code in (None, 0) else f"{r.state} ({exit_text(r.code)})"
+        rows.append([r.cell.name, status, human_duration(r.seconds) if r.seconds is not None else "-"])
+    failed = sum(1 for r in results if r.state == "failed")
+    ok = sum(1 for r in results if r.state == "succeeded")
     text = "\n" + format_table(["NAME", "STATUS", "DURATION"], rows)
-    text += f"\n{ok} succeeded, {failed} failed, {len(cells) - ok - failed} not run or stopped, of {len(cells)}"
-    return text, (EXIT_FAILED if failed or ok < len(cells) else 0)
+    text += f"\n{ok} succeeded, {failed} failed, {len(results) - ok - failed} not run or stopped, of {len(results)}"
+    return text, (EXIT_FAILED if ok < len(results) else 0)
 
 
-def run_cells(cells, jobs=None, gpus=None, gpus_per_run=None, fail_fast=False, in_cluster=False):
-    """Run cells locally; returns the exit code (0 all ok, 1 some failed, 130 interrupted)."""
-    slots = gpu_slots(gpus, gpus_per_run) if gpus else None
+def run_cells(cells, jobs=None, gpus=None, gpus_per_run=None, fail_fast=False, in_cluster=False, grace=None):
+    """Run cells locally; returns the exit code (0 all ok, 1 some failed, 130/143 interrupted)."""
+    if gpus_per_run is not None and gpus_per_run < 1:
+        raise UsageError(f"gpus_per_run={gpus_per_run}", "expected at least 1")
     if jobs is not None and jobs < 1:
         raise UsageError(f"jobs={jobs}", "expected at least 1")
+    if grace is not None and grace < 0:
+        raise UsageError(f"grace={grace:g}", "expected a number of seconds, at least 0")
+    if gpus_per_run is not None and not gpus:
+        warn(f"gpus_per_run={gpus_per_run} has no effect without gpus=")
+    slots = gpu_slots(gpus, gpus_per_run) if gpus else None
     jobs = jobs or (len(slots) if slots else 1)
     if slots and jobs > len(slots):
         warn(f"jobs={jobs} but only {len(slots)} GPU slot(s): running {len(slots)} at a time")
         jobs = len(slots)
-    try:
-        if jobs == 1:
-            results = run_sequential(cells, in_cluster, fail_fast, slot=slots[0] if slots else None)
-        else:
-            results = ParallelRunner(cells, jobs, slots, in_cluster, fail_fast).run()
-    except _Interrupted as stopped:
-        text, _ = summary(stopped.results, cells)
+    piped = jobs > 1
+    if piped:
+        _check_log_dir()
+    stopper = Stopper(DEFAULT_GRACE if grace is None else grace)
+    record = StateRecord(cells)
+    run = _Run(cells, in_cluster, piped, stopper, record)
+    with stopper.handling_signals():  # until the summary is out: a late Ctrl-C cannot cut it
+        record.flush(force=True)
+        results = _schedule(run, jobs, slots, fail_fast)
+        for result in results:
+            if result.state == "not run":
+                record.update(result.cell, state="not run")
+        record.flush(force=True)
+        text, code = summary(results)
         print(text, flush=True)
-        return EXIT_INTERRUPTED
-    text, code = summary(results, cells)
-    print(text, flush=True)
-    return code
+    return stopper.exit_code() or code

@@ -1,8 +1,9 @@
-"""The client of the local S3 API server (s3server.py) and the protocol both sides share.
+"""The client of the local S3 API server (apiserver.py) and the protocol both sides share.
 
 `POST /` on 127.0.0.1:<port> with a JSON object {"command", "path", options} and the header
 `Authorization: Bearer <token>`, the token being read from token_file(port), which only the user can
-read. The answer is JSON: {"result": ...} (200) or {"error": "<where>: <what>", ...} (400 usage,
+read. The body also carries the client's identity (its project folder, bucket, endpoint): a server of
+another project refuses the work (see foreign). The answer is JSON: {"result": ...} (200) or {"error": "<where>: <what>", ...} (400 usage,
 401 token, 500 failure), turned back into the result (a `Transferred` for transfers) or an S3Error here.
 The public functions are re-exported by toolbox.s3utils.
 """
@@ -14,7 +15,7 @@ import sys
 import threading
 
 from toolbox.errors import EXIT_USAGE, S3Error, S3UsageError, warn
-
+from toolbox.s3.settings import redact_url_credentials
 from toolbox.s3.transfer import Transferred
 
 HOST = "127.0.0.1"
@@ -51,6 +52,33 @@ def token_file(port, environ=None) -> str:
 
 def where(port):
     return f"{HOST}:{port}"
+
+
+# ------------------------------------------------------------------ whose server
+def identity(root=None, environ=None) -> dict:
+    """What a server serves, or what a client works on: the project folder (its real path) and, when
+    set, the bucket and the endpoint. Every request carries the client's; the server states its own."""
+    env = os.environ if environ is None else environ
+    found = {"root": os.path.realpath(root or os.getcwd())}
+    for name, variable in (("bucket", "S3_BUCKET_NAME"), ("endpoint", "S3_ENDPOINT_URL")):
+        value = redact_url_credentials(env.get(variable, "").strip().rstrip("/"))
+        if value:
+            found[name] = value
+    return found
+
+
+def foreign(server: dict, client: dict):
+    """Why a server must not do a client's work (None: it may). The client's folder must be the
+    server's project or inside it; bucket and endpoint, when both sides set them, must be the same:
+    otherwise `remove_s3_path(..., api_call=True)` of one project would delete another's objects."""
+    root, theirs = server.get("root", ""), str(client.get("root", ""))
+    if not (theirs == root or theirs.startswith(root.rstrip(os.sep) + os.sep)):
+        return f"it serves the project {root}, not {theirs}"
+    for name in ("bucket", "endpoint"):
+        mine, other = server.get(name), client.get(name)
+        if mine and other and mine != other:
+            return f"it uses the {name} {mine}, this project {other}"
+    return None
 
 
 def log(text):
@@ -128,7 +156,7 @@ def request(command, path="", port=None, timeout=None, **options):
     port = api_port(port)
     token = read_token(port)
     timeout = timeout or TIMEOUTS.get(command, 600)
-    body = json.dumps(dict(options, command=command, path=path)).encode()
+    body = json.dumps(dict(options, command=command, path=path, client=identity())).encode()
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         conn.request("POST", "/", body, {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
@@ -154,6 +182,8 @@ def request(command, path="", port=None, timeout=None, **options):
     if status == 401:
         raise S3Error(where(port), "the S3 API server refused the token",
                       hint=f"was {token_file(port)} written by the server on this port?")
+    if status == 503:                      # stopping: it takes no new work
+        raise Unavailable(where(port), str(answer.get("error", "the S3 API server is stopping")))
     if "error" in answer:
         raise decode_error(answer, port)
     return answer

@@ -3,12 +3,14 @@
 Processes of one machine (cells packed on one GPU, a training container and its sidecar) send their S3
 operations to one server on 127.0.0.1, so they do not race on the same download: identical requests that
 arrive while one is running wait for it and share its result. The work is the s3utils API itself; the
-protocol and the client are in s3api.py.
+protocol and the client are in apiclient.py.
 
 Security: it listens on 127.0.0.1 only, serves nothing but authenticated `POST /` (no GET, no files), and
-the token is a fresh random one in a file only the user can read. Threaded: keep-alives are answered
-while transfers run. Lifetime: it stops when no request came within `initial_timeout` of its start or,
-once used, `idle_timeout` after the end of the last request; never while a request is in flight.
+the token is a fresh random one in a file only the user can read; it serves only clients of its own
+project (folder, bucket, endpoint). Threaded: keep-alives are answered while transfers run. Lifetime: it
+stops when no request came within `initial_timeout` of its start or, once used, `idle_timeout` after the
+end of the last request; never while a request is in flight. Only authenticated requests count: a
+process without the token cannot keep it running.
 """
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from toolbox.core.envfile import redact
 from toolbox.errors import EXIT_USAGE, S3Error, S3UsageError, did_you_mean
 from toolbox.s3 import operations
-from toolbox.s3.apiclient import HOST, encode, encode_error, log, token_file, where
-from toolbox.s3.paths import parse
+from toolbox.s3.apiclient import HOST, encode, encode_error, foreign, identity, log, token_file, where
+from toolbox.s3.paths import parse, printable, text_problem
 
 DEFAULT_INITIAL_TIMEOUT = 600.0
 DEFAULT_IDLE_TIMEOUT = 30.0
@@ -43,6 +45,7 @@ def write_token(path) -> str:
     folder = os.path.dirname(path) or "."
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
+        _keep_private(folder)
         tmp = f"{path}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -51,6 +54,16 @@ def write_token(path) -> str:
     except OSError as err:
         raise S3Error(path, f"cannot write the S3 API token file: {err.strerror or err}") from None
     return token
+
+
+def _keep_private(folder):
+    """The token's folder is this user's alone (0700), even when something else created it first (e.g.
+    ~/.cache/kube-toolbox made by another part of the toolbox with the default mode)."""
+    st = os.stat(folder)
+    if st.st_uid != os.getuid():
+        raise OSError(0, f"{folder} belongs to another user")
+    if st.st_mode & 0o077:
+        os.chmod(folder, 0o700)
 
 
 def remove_token(path, token):
@@ -70,6 +83,7 @@ class ApiServer(ThreadingHTTPServer):
 
     def __init__(self, port, root, initial_timeout, idle_timeout, secrets_=()):
         self.port, self.root, self.token = port, root, None
+        self.identity = identity(root)
         self.initial_timeout, self.idle_timeout = initial_timeout, idle_timeout
         self.secrets = list(secrets_)
         self._cond = threading.Condition()
@@ -91,22 +105,16 @@ class ApiServer(ThreadingHTTPServer):
         self.server_name, self.server_port = "localhost", self.port
 
     # -------------------------------------------------------- lifetime
-    def process_request(self, request, client_address):
+    def begin_request(self) -> bool:
+        """An authenticated request starts: False once the server is stopping (it takes no new work).
+        Only these count for the timeouts, so a process without the token cannot keep it running."""
         with self._cond:
+            if self._closing is not None:
+                return False
             self._in_flight += 1
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._request_done()
-            raise
+            return True
 
-    def process_request_thread(self, request, client_address):
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._request_done()
-
-    def _request_done(self):
+    def end_request(self):
         with self._cond:
             self._in_flight -= 1
             self._last_end = time.monotonic()
@@ -147,6 +155,8 @@ class ApiServer(ThreadingHTTPServer):
         threading.Thread(target=self._watch, name="s3-api-watchdog", daemon=True).start()
         self.serve_forever(poll_interval=0.2)
         with self._cond:
+            if self._closing is None:
+                self._closing = "stopped"
             while self._in_flight:
                 self._cond.wait()
         return self._closing
@@ -160,7 +170,7 @@ class ApiServer(ThreadingHTTPServer):
         try:
             options = self._options(command, path, body)
             if command == "alive":
-                return 200, {"result": "alive"}
+                return 200, {"result": "alive", "server": self.identity}
             if command == "shutdown":
                 self.stop("shutdown requested")
                 return 200, {"result": "shutting down"}
@@ -184,20 +194,33 @@ class ApiServer(ThreadingHTTPServer):
                           ([hint] if hint else []) + ["valid: " + ", ".join(OPTIONS)])
         if not isinstance(path, str):
             raise S3UsageError(f"path={path}", "expected a string")
+        self._check_client(command, body.get("client"))
         allowed = OPTIONS[command]
         options = {}
         for name, value in body.items():
-            if name in ("command", "path"):
+            if name in ("command", "path", "client"):
                 continue
             if name not in allowed:
                 raise S3UsageError(f"{name}=", f"not an option of {command}",
                               ["valid: " + (", ".join(allowed) or "(none)")])
             if not isinstance(value, allowed[name]):
                 raise S3UsageError(f"{name}={value}", f"expected a {allowed[name].__name__}")
+            if isinstance(value, str) and text_problem(value):    # the filesystem would raise, not answer
+                raise S3UsageError(f"{name}={printable(value)}", text_problem(value))
             options[name] = value
         if "local_path" in allowed:
             options["local_path"] = self._local_path(options.get("local_path", "."))
         return options
+
+    def _check_client(self, command, client):
+        """Work only for clients of this project: a server of project B must not delete project A's
+        objects, nor write into A's folders. `alive` is answered for anyone (with this server's identity)."""
+        if command == "alive" or client is None:
+            return
+        why = foreign(self.identity, client) if isinstance(client, dict) else "the request names no project"
+        if why:
+            raise S3UsageError(where(self.port), f"this S3 API server belongs to another project: {why}",
+                               hint="stop it, or give each project its own port (S3_API_PORT=<port> in .env)")
 
     def _local_path(self, text):
         """Relative to the server's working directory, and inside it (lexically: symlinks inside count)."""
@@ -256,7 +279,12 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(400, {"error": f"bad request: {err}"})
         if not isinstance(body, dict):
             return self._send(400, {"error": "bad request: expected a JSON object"})
-        return self._send(*self.server.answer(body))
+        if not self.server.begin_request():
+            return self._send(503, {"error": "the S3 API server is stopping"})
+        try:
+            return self._send(*self.server.answer(body))
+        finally:
+            self.server.end_request()
 
     def refuse(self):
         self._send(405, {"error": f"{self.command}: not served (POST / with a token only)"})

@@ -5,7 +5,9 @@ process, so a file still being written, or copied with its old mtime preserved, 
 A file changed later is uploaded again. Files already in S3 and unchanged (the upload skip rule) are not
 re-sent at start. Local deletions are never mirrored to S3. One monitor per folder (a lock file inside it).
 SIGTERM / SIGINT stop the watch and flush: every new or changed file is uploaded before exit, so a Job
-that ends does not lose its last checkpoint.
+that ends does not lose its last checkpoint. An upload in progress when the signal comes is abandoned
+(the flush sends it again), and the flush itself gets S3_FLUSH_SECONDS (25 s, inside Kubernetes' 30 s
+grace period): what it could not upload by then is listed, and the exit code is 1.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from contextlib import contextmanager
 from toolbox.errors import S3Error, S3UsageError
 from toolbox.core.locks import exclusive_lock
 from toolbox.s3.paths import LOCK_NAME, Transfer, parse_folder, unchanged_for_upload
-from toolbox.s3.transfer import Silent, find_local, find_remote
+from toolbox.s3.localfiles import find_local
+from toolbox.s3.transfer import Silent, find_remote
 
 
 def poll_period(interval):
@@ -30,16 +33,15 @@ class Monitor:
         self.backend, self.pattern, self.interval = backend, pattern, interval
         self.delete_after_upload = delete_after_upload
         self.report = report
+        self.stopping = lambda: False
         self.uploaded = {}      # key -> (size, mtime) of the version known to be in S3
         self.seen = {}          # key -> ((size, mtime), monotonic time that signature was first seen)
 
     def _scan(self):
-
         return {f.relpath: f for f in find_local(self.pattern, ".")}
 
     def start(self):
         """What is already in S3 and unchanged counts as uploaded (nothing is re-sent on restart)."""
-
         remote = {o.key: o for o in find_remote(self.backend, self.pattern)}
         for key, f in self._scan().items():
             if key in remote and unchanged_for_upload(f, remote[key]):
@@ -60,25 +62,35 @@ class Monitor:
                 ready.append(f)
         for key in set(self.seen) - set(files):
             del self.seen[key]
-        return self._upload(ready)
+        # a signal abandons the upload at once: the flush sends these files again
+        return self._upload(ready, lambda: "the monitor is stopping" if self.stopping() else None,
+                            "upload failed, will retry")
 
     def flush(self):
-        """Upload every new or changed file now, stable or not (the process is about to end)."""
+        """Upload every new or changed file now, stable or not (the process is about to end), within
+        S3_FLUSH_SECONDS; say which files could not be uploaded."""
+        seconds = self.backend.settings.flush_seconds
+        deadline = time.monotonic() + seconds
+
+        def too_late():
+            if time.monotonic() < deadline:
+                return None
+            return f"the flush took longer than {seconds:g} s (S3_FLUSH_SECONDS)"
+
         pending = [f for key, f in self._scan().items() if self.uploaded.get(key) != (f.size, f.mtime)]
-        failed = self._upload(pending)
+        failed = self._upload(pending, too_late, "not uploaded")
         self.report(f"monitor stopped: flushed {len(pending) - len(failed)} pending files"
-                    + (f", {len(failed)} failed" if failed else ""))
+                    + (f", {len(failed)} not uploaded (listed above)" if failed else ""))
         return failed
 
-    def _upload(self, files):
-
+    def _upload(self, files, abandon, failure):
         if not files:
             return {}
         transfers = [Transfer(f.relpath, f.path, f.size) for f in files]
-        failed = self.backend.upload(transfers, Silent())
+        failed = self.backend.upload(transfers, Silent(), abandon)
         for f in files:
             if f.relpath in failed:
-                self.report(f"upload failed, will retry: {f.relpath}: {failed[f.relpath]}")
+                self.report(f"{failure}: {f.relpath}: {failed[f.relpath]}")
                 continue
             self.uploaded[f.relpath] = (f.size, f.mtime)
             self.report(f"uploaded {f.relpath} ({f.size} bytes)")
@@ -97,6 +109,7 @@ class Monitor:
             pass
 
     def run(self, stopping):
+        self.stopping = stopping
         period = poll_period(self.interval)
         while not stopping():
             self.tick()
@@ -106,8 +119,7 @@ class Monitor:
 
 
 def folder_lock(folder):
-    """One monitor per folder (utils.exclusive_lock: no stale locks after a crash)."""
-
+    """One monitor per folder (core.locks.exclusive_lock: no stale locks after a crash)."""
     return exclusive_lock(os.path.join(folder, LOCK_NAME), where=f"{folder}/",
                           busy="another monitor (pid {pid}) is already watching this folder")
 

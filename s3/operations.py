@@ -12,27 +12,31 @@ from typing import List
 
 from toolbox.errors import S3Error
 from toolbox.s3 import apiclient
+from toolbox.s3.localfiles import delete_local_files, find_local
 from toolbox.s3.paths import parse
-from toolbox.s3.transfer import (Transferred, delete_local_files, find_local, find_remote, get_backend,
-                                 list_level, nothing_remote, plan_transfer, remove_keys, run_plan)
+from toolbox.s3.transfer import (Transferred, find_remote, get_backend, list_level, nothing_remote, plan_transfer,
+                                 remove_keys, run_plan)
 
 __all__ = ["S3Error", "Transferred", "download_s3_path", "upload_s3_path", "sync_s3_path", "remove_s3_path",
            "list_s3_objects", "get_s3_objects", "get_local_files", "delete_local_files", "api_server_online",
            "send_request", "keep_alive", "shutdown_server"]
 
 
-def download_s3_path(path, local_path=".", overwrite=False, checksum=False, progress=True,
+# The first two parameters of download_s3_path and upload_s3_path are positional, as project scripts
+# have always called them (`download_s3_path("data/", "/scratch")`); everything after them is
+# keyword-only, so that no old positional call can mean something else.
+def download_s3_path(s3_path, local_path=".", *, overwrite=False, checksum=False, progress=True,
                      api_call=False) -> Transferred:
-    """Download what `path` selects to <local_path>/<key>; unchanged files are skipped.
+    """Download what `s3_path` selects to <local_path>/<key>; unchanged files are skipped.
     api_call=True: through the local S3 API server when one runs (see send_request)."""
-    return _transfer("download", "down", path, local_path, overwrite, checksum, progress, api_call)
+    return _transfer("download", "down", s3_path, local_path, overwrite, checksum, progress, api_call)
 
 
-def upload_s3_path(path, local_path=".", overwrite=False, checksum=False, progress=True,
+def upload_s3_path(s3_path, local_path=".", *, overwrite=False, checksum=False, progress=True,
                    api_call=False) -> Transferred:
-    """Upload what `path` selects under local_path to the same keys; unchanged files are skipped.
+    """Upload what `s3_path` selects under local_path to the same keys; unchanged files are skipped.
     api_call=True: through the local S3 API server when one runs."""
-    return _transfer("upload", "up", path, local_path, overwrite, checksum, progress, api_call)
+    return _transfer("upload", "up", s3_path, local_path, overwrite, checksum, progress, api_call)
 
 
 def _transfer(command, direction, path, local_path, overwrite, checksum, progress, api_call):
@@ -42,55 +46,56 @@ def _transfer(command, direction, path, local_path, overwrite, checksum, progres
             return done
     backend = get_backend()
     plan = plan_transfer(backend, path, direction, local_path, overwrite, checksum)
-    return run_plan(backend, plan, backend.settings.url(parse(path).text), progress)
+    return run_plan(backend, plan, progress=progress)
 
 
-def sync_s3_path(path, direction, local_path=".", delete=False, checksum=False, progress=True) -> Transferred:
-    """Make the destination like the source for `path`: direction 'up' (local -> S3) or 'down'.
+def sync_s3_path(s3_path, direction, local_path=".", *, delete=False, checksum=False,
+                 progress=True) -> Transferred:
+    """Make the destination like the source for `s3_path`: direction 'up' (local -> S3) or 'down'.
     Only what differs moves; delete=True also removes extraneous destination files (no prompt)."""
     backend = get_backend()
-    plan = plan_transfer(backend, path, direction, local_path, False, checksum, delete)
-    return run_plan(backend, plan, backend.settings.url(parse(path).text), progress)
+    plan = plan_transfer(backend, s3_path, direction, local_path, False, checksum, delete)
+    return run_plan(backend, plan, progress=progress)
 
 
-def remove_s3_path(path, api_call=False) -> List[str]:
-    """Remove every object `path` selects (no prompt: the CLI asks). Returns the keys removed.
+def remove_s3_path(s3_path, api_call=False) -> List[str]:
+    """Remove every object `s3_path` selects (no prompt: the CLI asks). Returns the keys removed.
     api_call=True: through the local S3 API server when one runs."""
-    done = _via_api("remove", path) if api_call else None
+    done = _via_api("remove", s3_path) if api_call else None
     if done is not None:
         return done
     backend = get_backend()
-    pattern = parse(path)
+    pattern = parse(s3_path)
     objects = find_remote(backend, pattern)
     if not objects:
         raise nothing_remote(backend, pattern)
     return remove_keys(backend, [o.key for o in objects], backend.settings.url(pattern.text))
 
 
-def get_s3_objects(path, api_call=False) -> List[str]:
-    """The keys `path` selects (the same keys download and remove would use)."""
-    done = _via_api("find", path) if api_call else None
+def get_s3_objects(s3_path, api_call=False) -> List[str]:
+    """The keys `s3_path` selects (the same keys download and remove would use)."""
+    done = _via_api("find", s3_path) if api_call else None
     if done is not None:
         return done
     backend = get_backend()
-    return [o.key for o in find_remote(backend, parse(path))]
+    return [o.key for o in find_remote(backend, parse(s3_path))]
 
 
-def list_s3_objects(path="", api_call=False) -> List[str]:
+def list_s3_objects(s3_path="", api_call=False) -> List[str]:
     """One level of the bucket at a folder: sub-folders (ending in '/') first, then object keys."""
-    done = _via_api("list", path) if api_call else None
+    done = _via_api("list", s3_path) if api_call else None
     if done is not None:
         return done
-    folders, objects = list_level(get_backend(), path)
+    folders, objects = list_level(get_backend(), s3_path)
     return folders + [o.key for o in objects]
 
 
-def get_local_files(path, local_path=".") -> List[str]:
-    """The local files `path` selects under local_path (paths on disk)."""
-    return [f.path for f in find_local(parse(path), local_path)]
+def get_local_files(s3_path, local_path=".") -> List[str]:
+    """The local files `s3_path` selects under local_path (paths on disk)."""
+    return [f.path for f in find_local(parse(s3_path, root=local_path), local_path)]
 
 
-# ------------------------------------------------------------------ the local S3 API server (s3server.py)
+# ------------------------------------------------------------------ the local S3 API server (apiserver.py)
 def api_server_online(port=None) -> bool:
     """Does an S3 API server answer (with our token) on 127.0.0.1:port (default S3_API_PORT, else 57575)?"""
     return apiclient.probe(port) is None

@@ -1,8 +1,9 @@
 """S3 path and wildcard rules, and transfer planning: the one owner of "what does this pattern select".
 
-Pure: no I/O, no boto3. Callers give listings (remote objects, local files) as plain data and get back
-explicit (key, local path) transfers. Both backends only ever execute such explicit lists, so they
-cannot disagree about keys or skip decisions. The rules are the numbered scenarios of docs/s3.md, "Path semantics".
+Pure: no I/O (but for resolving an absolute pattern against the local root), no boto3. Callers give
+listings (remote objects, local files) as plain data and get back explicit (key, local path) transfers.
+Both backends only ever execute such explicit lists, so they cannot disagree about keys or skip decisions.
+The rules are the numbered scenarios of docs/s3.md, "Path semantics".
 
 A pattern P selects a key K (or the local file whose path relative to the local root is K) when
   - P matches K entirely, or P matches a folder of K (a prefix of K ending just before a "/");
@@ -14,28 +15,35 @@ So `data` selects `data` and `data/...` but never `data.txt` or `data2/...`, and
 from __future__ import annotations
 
 import bisect
+import os
 import posixpath
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional
 
 from toolbox.errors import S3UsageError
+from toolbox.core.private import protected_stem
 
 WILDCARDS = "*?"
 # Names the toolbox itself writes next to user files; never matched locally (so never uploaded).
 TEMP_PREFIX = ".toolbox-"
 TEMP_SUFFIX = ".part"
 LOCK_NAME = ".toolbox-monitor.lock"
-_TEMP_RE = re.compile(r"\.toolbox-[0-9a-f]{16}\.part")
+# .toolbox-<pid>-<16 hex>.part: the pid tells a later run whether the writer is still alive (see
+# stale_temp_owner); names without a pid come from earlier versions.
+_TEMP_RE = re.compile(r"\.toolbox-(?:(\d+)-)?[0-9a-f]{16}\.part")
+_ROOT_HINT = "give a path relative to the project root, e.g. file=data/ ('*' selects everything)"
+_RELATIVE_HINT = "paths are relative to the project root locally and to the bucket root in S3"
 
 
 @dataclass(frozen=True)
 class Pattern:
-    """A validated pattern. `text` is the normalised form (no leading "./" or "/")."""
+    """A validated pattern. `text` is the normalised form (no "./", "//", "." or ".." components)."""
 
     text: str
     body: str               # text without the trailing "/"
-    folder_only: bool       # written with a trailing "/"
+    folder_only: bool       # written with a trailing "/" (or ending in "." or "..", which name folders)
     regex: "re.Pattern[str]" = field(compare=False, repr=False)
 
     @property
@@ -68,7 +76,22 @@ class Pattern:
     def matches(self, key):
         if self.regex.fullmatch(key) is None:
             return False
-        return not (PRIVATE_MARK in key and _private_unnamed(key, self.body))
+        return not ((key[:1] == "." or "/." in key) and self.hides(key.split("/")))
+
+    def hides(self, parts) -> bool:
+        """Do these path components include a protected name (credentials, the git database) that the
+        pattern does not name? Also asked about the real path behind a symbolic link."""
+        return any(protected_stem(part) and not self._names(part) for part in parts)
+
+    def _names(self, part):
+        stem = protected_stem(part)
+        for named in self.body.split("/"):
+            if named == part:
+                return True
+            literal = re.split(r"[*?]", named, 1)[0]
+            if literal != named and literal.startswith(stem):   # `.env*`, `.aws*` name them; `.*` does not
+                return True
+        return False
 
     def select(self, keys: Iterable[str]) -> List[str]:
         return [k for k in keys if self.matches(k)]
@@ -78,63 +101,103 @@ class Pattern:
 
 
 # Credentials and the git database are selected only by a pattern that names them (`file=.env`,
-# `file=.git/`, `file='*/.env'`): `make upload file='*'` must not publish them, and
+# `file=.aws/`, `file='*/.env*'`): `make upload file='*'` must not publish them, and
 # `make sync file='*' direction=down delete=true` must not delete them.
-PRIVATE_NAMES = (".env", ".git")
-PRIVATE_MARK = "."      # fast path: a key without a dot has no private component
+# The protected names themselves are one rule with the file: list of pods (core/private.py).
 
 
-def _private_unnamed(key, body):
-    named = set(body.split("/"))
-    return any(part in PRIVATE_NAMES and part not in named for part in key.split("/"))
+def _glob(segment):
+    return "".join("." if ch == "?" else re.escape(ch) for ch in segment)
 
 
 def _to_regex(body, folder_only):
+    """The pattern as a regex that never backtracks: each part between two `*` is found at its leftmost
+    place, atomically (a lookahead captures it, a back-reference consumes it), which is enough for a glob
+    and keeps any pattern linear in the key's length."""
     if body == "":
         return re.compile(".*", re.DOTALL)
-    out = []
-    for ch in re.sub(r"\*+", "*", body):   # "**" = "*"; collapsing avoids pathological backtracking
-        out.append(".*" if ch == "*" else "." if ch == "?" else re.escape(ch))
+    segments = re.sub(r"\*+", "*", body).split("*")
+    if len(segments) == 1:
+        core = _glob(body)
+    else:
+        first, *middle, last = segments
+        core = _glob(first) + "".join(f"(?=(?P<s{i}>.*?{_glob(seg)}))(?P=s{i})" for i, seg in enumerate(middle))
+        core += ".*" + _glob(last)
     tail = "/.*" if folder_only else "(?:/.*)?"
-    return re.compile("".join(out) + tail, re.DOTALL)
+    return re.compile(core + tail, re.DOTALL)
 
 
-def parse(text, allow_root=False, label="file") -> Pattern:
-    """Validate and normalise a user pattern. Raises S3Error (exit 2) with a one-line reason that names
-    the make variable (`label`) it came from."""
-    if text is None:
-        text = ""
-    raw = str(text)
+def parse(text, allow_root=False, label="file", root=".") -> Pattern:
+    """Validate and normalise a user pattern the way a shell reads a path: `//` is `/`, `.` components
+    go, `..` removes the folder before it; the result must stay inside the project root (and the
+    bucket). An absolute path inside `root` (the local root) becomes relative to it. Raises S3Error
+    (exit 2) with a one-line reason that names the make variable (`label`) it came from."""
+    raw = "" if text is None else str(text)
 
-    def usage_error(shown, what, hint=None):
-        return S3UsageError(f"{label}={shown}", what, hint=hint)
+    def usage_error(what, hint=_RELATIVE_HINT):
+        return S3UsageError(f"{label}={printable(raw)}", what, hint=hint)
 
     if raw.startswith("s3://"):
         rest = raw[5:].partition("/")[2]
-        raise usage_error(raw, "give a path relative to the bucket root, not an s3:// URL",
-                          hint=f"file={rest or '<path>'}")
-    if "\x00" in raw:
-        raise usage_error(raw.replace("\x00", "\\0"), "a path cannot contain a NUL character")
+        raise usage_error("give a path relative to the bucket root, not an s3:// URL", f"file={rest or '<path>'}")
+    problem = text_problem(raw)
+    if problem:
+        raise usage_error(problem, None if "NUL" in problem else "S3 keys are UTF-8; rename the file")
     norm = raw
-    while norm.startswith("./"):
-        norm = norm[2:]
     if norm.startswith("/") and norm.strip("/"):
-        raise usage_error(raw, "absolute paths are not allowed",
-                          hint="give a path relative to the project root, e.g. file=data/")
-    norm = norm.lstrip("/")
-    if norm in ("", "."):
+        norm = _relative_to_root(norm, root, usage_error)
+    parts = norm.split("/")
+    folder_only = parts[-1] in ("", ".", "..") and bool(norm.strip("/."))
+    kept = []
+    for part in parts:
+        if part in ("", "."):
+            continue
+        if part != "..":
+            kept.append(part)
+        elif not kept:
+            raise usage_error("'..' leads outside the project root and the bucket")
+        elif any(c in kept[-1] for c in WILDCARDS):
+            raise usage_error("'..' cannot undo a wildcard folder")
+        else:
+            kept.pop()
+    body = "/".join(kept)
+    if body == "":
         if allow_root:
             return Pattern("", "", True, _to_regex("", True))
-        raise usage_error(raw, "no path given",
-                          hint="give a path relative to the project root, e.g. file=data/ ('*' selects everything)")
-    folder_only = norm.endswith("/")
-    body = norm.rstrip("/")
-    for part in body.split("/"):
-        if part in ("", ".", ".."):
-            shown = {"": "an empty folder name ('//')", ".": "a '.' folder", "..": "'..'"}[part]
-            raise usage_error(raw, f"{shown} is not allowed",
-                              hint="paths are relative to the project root locally and to the bucket root in S3")
+        if norm.strip("/."):              # `data/..`: something was written, and it cancelled out
+            raise usage_error("this is the project root itself", _ROOT_HINT)
+        raise usage_error("no path given", _ROOT_HINT)
     return Pattern(body + ("/" if folder_only else ""), body, folder_only, _to_regex(body, folder_only))
+
+
+def text_problem(text) -> Optional[str]:
+    """Why text cannot be a path or a key: a NUL character, or not UTF-8 (a lone surrogate: bytes that
+    were not UTF-8 on a command line, or a JSON escape)."""
+    if "\x00" in text:
+        return "a path cannot contain a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not valid UTF-8 text"
+    return None
+
+
+def printable(text):
+    """Text as a message can show it (NUL as \\0, lone surrogates as \\udcxx)."""
+    return text.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _relative_to_root(path, root, usage_error):
+    """An absolute path inside the local root, relative to it ("." for the root itself)."""
+    trailing = "/" if path.endswith(("/", "/.", "/..")) else ""
+    target = posixpath.normpath(path)
+    for base in dict.fromkeys((os.path.abspath(root or "."), os.path.realpath(root or "."))):
+        if target == base:
+            return trailing or "."
+        if target.startswith(base.rstrip("/") + "/"):
+            return target[len(base.rstrip("/")) + 1:] + trailing
+    raise usage_error(f"an absolute path outside the project root {os.path.abspath(root or '.')}",
+                      "give a path relative to the project root, e.g. file=data/")
 
 
 def parse_folder(text, label="folder") -> Pattern:
@@ -160,8 +223,19 @@ def unsafe_key_reason(key) -> Optional[str]:
 
 
 def is_internal_name(name):
-    """Files the toolbox writes itself (download temp files, the monitor lock)."""
+    """Files the toolbox writes itself (download temp files, staging folders, the monitor lock)."""
     return name == LOCK_NAME or _TEMP_RE.fullmatch(name) is not None
+
+
+def temp_name(pid):
+    """A fresh temporary name (a file or a staging folder) owned by process `pid`."""
+    return f"{TEMP_PREFIX}{pid}-{secrets.token_hex(8)}{TEMP_SUFFIX}"
+
+
+def temp_owner(name) -> Optional[int]:
+    """The pid that wrote a temporary name (None: not ours, or written without a pid)."""
+    found = _TEMP_RE.fullmatch(name)
+    return int(found.group(1)) if found and found.group(1) else None
 
 
 # ---------------------------------------------------------------- planning (listings -> transfers)
@@ -201,6 +275,7 @@ class Plan:
     # Set when the transfers are exactly every object under this prefix ("" = the bucket): a backend
     # may then fetch them with one wildcard copy instead of one request pair per key.
     whole_prefix: Optional[str] = None
+    pattern: Optional[Pattern] = None    # what the plan was made for (messages name it)
 
     @property
     def total_bytes(self):

@@ -6,6 +6,7 @@ Read on first use, never at import. Every problem names the variable to fix.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 import shutil
@@ -23,6 +24,13 @@ DEFAULT_WORKERS = 32
 # s5cmd's own default; s5cmd accepts 5 MiB at least.
 DEFAULT_PART_SIZE_MB = 50
 MIN_PART_SIZE_MB = 5
+# How long a request is retried when the endpoint does not answer or fails (connection errors, 5xx), in
+# seconds of back-off: an endpoint that died is reported after about this long instead of after minutes.
+# (Throttled requests back off longer, as the server asks.)
+DEFAULT_RETRY_SECONDS = 30
+# How long `make monitor` may spend on its last upload after SIGTERM: inside Kubernetes' default
+# terminationGracePeriodSeconds (30 s), so the monitor can still say what it could not upload.
+DEFAULT_FLUSH_SECONDS = 25
 PROBE_ATTEMPTS = 3                  # per region; the best round trip counts
 PROBE_TIMEOUT = 1.0                 # seconds per step of an attempt
 _REGION_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
@@ -40,6 +48,8 @@ class S3Settings:
     s5cmd_path: Optional[str]    # the s5cmd binary when backend == "s5cmd"
     workers: int
     part_size_mb: int
+    retry_seconds: float = DEFAULT_RETRY_SECONDS
+    flush_seconds: float = DEFAULT_FLUSH_SECONDS
     site: Optional[str] = None   # the region of S3_REGIONS in use (WEST), if any
     # the region's keys (access key, secret, None), else None: the AWS chain. Never printed.
     credentials: Optional[Tuple[str, str, None]] = field(default=None, repr=False)
@@ -50,6 +60,19 @@ class S3Settings:
 
     def url(self, key=""):
         return f"s3://{self.bucket}/{key}"
+
+    @property
+    def endpoint_shown(self):
+        """The endpoint as messages show it (a user:password@ part hidden)."""
+        return redact_url_credentials(self.endpoint_url)
+
+
+_URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@\"'<>]*@")
+
+
+def redact_url_credentials(text):
+    """`http://user:pass@host/...` -> `http://***@host/...` wherever a URL appears in text."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text) if "@" in text else text
 
 
 def _config_error(variable, what, hint=None):
@@ -69,14 +92,24 @@ def find_s5cmd(environ=None) -> Optional[str]:
     return shutil.which("s5cmd", path=path)
 
 
+def _seconds_setting(environ, name, default):
+    return _number_setting(environ, name, default, float, 0, "expected a number of seconds (0 or more)")
+
+
 def _int_setting(environ, name, default, minimum):
+    return _number_setting(environ, name, default, int, minimum, "expected a whole number")
+
+
+def _number_setting(environ, name, default, kind, minimum, expected):
     text = environ.get(name, "").strip()
     if not text:
         return default
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        raise _config_error(f"{name}={text}", "expected a whole number") from None
+        raise _config_error(f"{name}={text}", expected) from None
+    if not math.isfinite(value):
+        raise _config_error(f"{name}={text}", expected)
     if value < minimum:
         raise _config_error(f"{name}={text}", f"must be at least {minimum}")
     return value
@@ -98,6 +131,8 @@ def load_settings(environ=None) -> S3Settings:
     return S3Settings(bucket, endpoint, aws_region, backend, s5cmd,
                       _int_setting(env, "S3_WORKERS", DEFAULT_WORKERS, 1),
                       _int_setting(env, "S3_PART_SIZE_MB", DEFAULT_PART_SIZE_MB, MIN_PART_SIZE_MB),
+                      _seconds_setting(env, "S3_RETRY_SECONDS", DEFAULT_RETRY_SECONDS),
+                      _seconds_setting(env, "S3_FLUSH_SECONDS", DEFAULT_FLUSH_SECONDS),
                       region.name if region else None, region.credentials if region else None)
 
 
@@ -107,7 +142,8 @@ def _endpoint(env, name, hint=None):
         raise _config_error(name, "not set", hint=hint or
                             "add S3_ENDPOINT_URL=https://... to .env (AWS: https://s3.<region>.amazonaws.com)")
     if not endpoint.startswith(("http://", "https://")):
-        raise _config_error(f"{name}={endpoint}", "expected a URL starting with http:// or https://")
+        raise _config_error(f"{name}={redact_url_credentials(endpoint)}",
+                            "expected a URL starting with http:// or https://")
     return endpoint.rstrip("/")
 
 

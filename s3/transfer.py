@@ -3,19 +3,24 @@ then hand the plan to the backend (s5cmd or boto3). Settings come from the envir
 """
 from __future__ import annotations
 
-import hashlib
 import os
+import signal
 import threading
 import time
-from typing import Dict, Iterable, List
+from contextlib import contextmanager
+from typing import Dict, List
 
 from toolbox.core.console import Progress, human_bytes
 from toolbox.errors import S3Error, S3UsageError, did_you_mean
-from toolbox.s3.paths import (LocalFile, Pattern, Plan, RemoteObject, is_internal_name, local_path_for, parse, plan_download, plan_upload, whole_prefix)
+from toolbox.s3.localfiles import delete_local_files, find_local, leftovers_in, same_content, sweep_leftovers
+from toolbox.s3.paths import (Pattern, Plan, RemoteObject, local_path_for, parse, plan_download, plan_upload,
+                              whole_prefix)
 from toolbox.s3.settings import load_settings
 
 DIRECTIONS = {"up": "up", "upload": "up", "down": "down", "download": "down"}
 MAX_DETAIL_LINES = 10
+# Temporary files older than this process and not held by a live one are leftovers of a killed run.
+RUN_STARTED = time.time()
 
 
 class Transferred(list):
@@ -73,100 +78,19 @@ def find_remote(backend, pattern: Pattern) -> List[RemoteObject]:
     return sorted((o for o in objects if pattern.matches(o.key)), key=lambda o: o.key)
 
 
-def find_local(pattern: Pattern, local_root=".") -> List[LocalFile]:
-    """The local files a pattern selects under local_root (hidden files included; symlinked folders and
-    the toolbox's own temporary files are not)."""
-    found = []
-    if not pattern.has_wildcards and not pattern.folder_only and not pattern.is_root:
-        path = local_path_for(pattern.body, local_root)
-        if os.path.isfile(path):
-            st = os.stat(path)
-            return [LocalFile(pattern.body, path, st.st_size, st.st_mtime)]
-    start = pattern.walk_root           # a literal pattern: that folder only (never its siblings)
-    first_level = pattern.literal_prefix[len(start) + 1 if start else 0:] if pattern.has_wildcards else ""
-    top = local_path_for(start, local_root) if start else (local_root or ".")
-    for rel, path, st in _walk(top, start, local_root, first_level):
-        if pattern.matches(rel):
-            found.append(LocalFile(rel, path, st.st_size, st.st_mtime))
-    return sorted(found, key=lambda f: f.relpath)
-
-
-def _walk(top, top_rel, local_root, first_level_prefix):
-    import stat as stat_mod
-
-    stack = [(top, top_rel, first_level_prefix)]
-    while stack:
-        folder, rel, name_prefix = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except PermissionError:
-            raise S3Error(folder, "permission denied while listing local files") from None
-        for entry in entries:
-            if name_prefix and not entry.name.startswith(name_prefix):
-                continue
-            child_rel = f"{rel}/{entry.name}" if rel else entry.name
-            if is_internal_name(entry.name):   # the toolbox's own temporary files and staging folders
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                stack.append((entry.path, child_rel, ""))
-                continue
-            try:
-                st = entry.stat()            # follows a symlinked file
-            except OSError:
-                continue                     # broken symlink
-            if stat_mod.S_ISREG(st.st_mode):
-                yield child_rel, local_path_for(child_rel, local_root), st
-
-
-def same_content(local: LocalFile, remote: RemoteObject, part_sizes=()) -> bool:
-    """checksum=true: does the file's MD5 (or multipart MD5 for "md5-N" ETags) equal the ETag?"""
-    etag = remote.etag.strip('"')
-    try:
-        if "-" not in etag:
-            return _md5_parts(local.path, None) == etag
-        count = int(etag.rsplit("-", 1)[1])
-    except (OSError, ValueError):
-        return False
-    mib = 1024 * 1024
-    derived = -(-local.size // max(count, 1))
-    candidates = list(part_sizes) + [8 * mib, 5 * mib, 16 * mib, 50 * mib, 64 * mib, 100 * mib,
-                                     -(-derived // mib) * mib]
-    for part in dict.fromkeys(candidates):       # ordered, unique
-        if part and -(-local.size // part) == count:
-            try:
-                if _md5_parts(local.path, part) == etag:
-                    return True
-            except OSError:
-                return False
-    return False
-
-
-def _md5_parts(path, part_size):
-    whole, parts = hashlib.md5(), []
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(part_size or 8 * 1024 * 1024)
-            if not block:
-                break
-            if part_size:
-                parts.append(hashlib.md5(block).digest())
-            else:
-                whole.update(block)
-    if not part_size:
-        return whole.hexdigest()
-    return hashlib.md5(b"".join(parts)).hexdigest() + f"-{len(parts)}"
-
-
 # ------------------------------------------------------------------ plan, then execute
 def plan_transfer(backend, path, direction, local_path=".", overwrite=False, checksum=False,
                   delete=False) -> Plan:
-    """Everything decided before the first byte moves: which keys, where, and which are unchanged."""
+    """Everything decided before the first byte moves: which keys, where, and which are unchanged.
+    Temporary files that a killed run left in the folders looked at are swept on the way."""
     direction = _direction(direction)
-    pattern = parse(path)
+    pattern = parse(path, root=local_path)
     remote = find_remote(backend, pattern)
-    local = find_local(pattern, local_path)
+    leftovers = []
+    local = find_local(pattern, local_path, leftovers)
+    if direction == "down" and not (pattern.has_wildcards or pattern.folder_only or pattern.is_root):
+        leftovers += leftovers_in(os.path.dirname(local_path_for(pattern.body, local_path)))
+    sweep_leftovers(leftovers, RUN_STARTED)
     check = None
     if checksum:
         parts = (backend.settings.part_size,)
@@ -175,27 +99,28 @@ def plan_transfer(backend, path, direction, local_path=".", overwrite=False, che
     if direction == "up":
         if not local:
             raise nothing_local(pattern, local_path)
-        return plan_upload(local, remote, overwrite, check, delete)
-    if not remote:
-        raise nothing_remote(backend, pattern)
-    plan = plan_download(remote, local, local_path, overwrite, check, delete)
-    plan.whole_prefix = whole_prefix(pattern, plan)
+        plan = plan_upload(local, remote, overwrite, check, delete)
+        # a key whose local source exists (a file the walk did not select: unreadable, special, behind
+        # a skipped link) is never deleted as "extraneous"
+        plan.extraneous = [k for k in plan.extraneous if not os.path.lexists(local_path_for(k, local_path))]
+    else:
+        if not remote:
+            raise nothing_remote(backend, pattern)
+        plan = plan_download(remote, local, local_path, overwrite, check, delete)
+        plan.whole_prefix = whole_prefix(pattern, plan)
+    plan.pattern = pattern
     return plan
 
 
-def run_plan(backend, plan: Plan, where, progress=True, delete_extraneous=True) -> Transferred:
+def run_plan(backend, plan: Plan, where=None, progress=True, delete_extraneous=True) -> Transferred:
     """Execute a plan; raise S3Error (with .result) if any transfer failed."""
     started = time.monotonic()
+    where = where or backend.settings.url(plan.pattern.text if plan.pattern else "")
     label = "upload" if plan.direction == "up" else "download"
     bar = Progress(label, len(plan.transfers), plan.total_bytes) if progress else Silent()
     try:
-        if not plan.transfers:
-            failed = {}
-        elif plan.direction == "up":
-            failed = backend.upload(plan.transfers, bar)
-        else:
-            failed = backend.download(plan.transfers, bar, whole_prefix=plan.whole_prefix,
-                                      local_root=plan.local_root)
+        with sigterm_unwinds():
+            failed = _execute(backend, plan, bar)
     finally:
         bar.close()
     failed.update(plan.problems)
@@ -218,6 +143,43 @@ def run_plan(backend, plan: Plan, where, progress=True, delete_extraneous=True) 
             what += f"; {len(refused_deletes(plan, failed))} extraneous objects could not be deleted"
         raise failure(where, what, failed, result, backend)
     return result
+
+
+def _execute(backend, plan, bar) -> Dict[str, str]:
+    if not plan.transfers:
+        return {}
+    if plan.direction == "up":
+        return backend.upload(plan.transfers, bar)
+    return backend.download(plan.transfers, bar, whole_prefix=plan.whole_prefix, local_root=plan.local_root)
+
+
+class Terminated(BaseException):
+    """SIGTERM during a transfer: unwinds the stack like Ctrl-C, so that temporary files are removed."""
+
+
+@contextmanager
+def sigterm_unwinds():
+    """While a transfer runs in the main thread of a process that would simply die of SIGTERM (a
+    `kill`, a timeout, a pod being deleted), SIGTERM unwinds the transfer first (its temporary files
+    and staging folders are removed, s5cmd is stopped), then the process dies of SIGTERM as it would
+    have. Processes with their own SIGTERM handler (the monitor, the API server) keep it."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+
+    def unwind(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, unwind)
+    try:
+        yield
+    except Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise SystemExit(128 + signal.SIGTERM) from None      # if the signal is not delivered at once
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def refused_deletes(plan, failed):
@@ -293,23 +255,3 @@ def list_level(backend, path):
         level, _ = backend.list_objects(pattern.body, delimiter="/")
         objects = [o for o in level if o.key == pattern.body]
     return sorted(folders), sorted(objects, key=lambda o: o.key)
-
-
-def delete_local_files(paths: Iterable[str], root=".") -> List[str]:
-    """Delete local files, then the folders under `root` that became empty. Returns the files deleted."""
-    deleted = []
-    stop = os.path.abspath(root or ".")
-    for path in paths:
-        try:
-            os.unlink(path)
-            deleted.append(path)
-        except FileNotFoundError:
-            continue
-        folder = os.path.dirname(os.path.abspath(path))
-        while folder.startswith(stop + os.sep):
-            try:
-                os.rmdir(folder)
-            except OSError:
-                break
-            folder = os.path.dirname(folder)
-    return deleted

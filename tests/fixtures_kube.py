@@ -1,14 +1,20 @@
 """Fixtures for the Kubernetes API server double (tests/doubles/kube_api/).
 
-- `kube_api` (session): the running double; its hooks are documented on `kube_double.KubeDouble`.
+- `kube_api` (session): the running double; its hooks are documented on `doubles.kube_api.KubeDouble`.
 - `kubeconfig`: resets the double, writes a kubeconfig (context `double`, namespace `ns`, a fake token) and
   points KUBECONFIG (and kubectl's cache dir) at it for the test. Returns the file's path.
 - `kubectl`: `kubectl(*args, input=None, timeout=30, binary=None)` runs the real kubectl against the double
   and returns the CompletedProcess (text mode).
-- `kube_client`: an `ApiClient` of the official client configured from that kubeconfig (no global state).
+- `kube_client`: an `ApiClient` of the official client configured from that kubeconfig (no global state);
+  `core` / `batch`: its CoreV1Api / BatchV1Api.
+- `kube_executor`: like `kubeconfig`, with the double's executor mode on for the test (pods run their main
+  container's command as local processes; see doubles/kube_api/executor.py). Returns the double; its
+  `executor_dns_problem` says (when not None) why Service DNS names cannot resolve in those processes here.
+- `free_port`: a TCP port nobody listens on at the moment (for rendezvous tests).
 """
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +68,31 @@ def kube_client(kubeconfig):
     config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
     with client.ApiClient(configuration) as api_client:
         yield api_client
+
+
+@pytest.fixture
+def core(kube_client):
+    from kubernetes import client
+    return client.CoreV1Api(kube_client)
+
+
+@pytest.fixture
+def batch(kube_client):
+    from kubernetes import client
+    return client.BatchV1Api(kube_client)
+
+
+@pytest.fixture
+def kube_executor(kube_api, kubeconfig):
+    kube_api.executor = True
+    try:
+        yield kube_api
+    finally:
+        kube_api.executor = False
+
+
+@pytest.fixture
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

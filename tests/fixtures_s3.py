@@ -1,8 +1,14 @@
-"""Fixtures for the S3 tests: moto's real S3 server on 127.0.0.1 (port 0), one per session, reset per test.
+"""Fixtures for the S3 tests: two real S3 servers on 127.0.0.1, each started once per session and emptied
+per test; every test that uses `s3` runs on both ([moto] and [rgw]):
 
-A WSGI layer in front of moto (the same process, no proxy hop) records every request, so tests count
-requests on the server side, and injects faults: 503 SlowDown answers, bodies cut mid-way, DeleteObjects
-per-key errors. Seeding big listings goes straight into moto's backend (no HTTP), to keep tests fast.
+- moto's S3 server (light, lenient: it checks no signature);
+- Ceph's RADOS Gateway, the reference cluster's own S3 (tests/servers/ceph_rgw.py), when its Debian packages
+  are installed; otherwise its tests are skipped with the command that installs them.
+
+A WSGI layer in front of each (in this process: around moto itself, on a forwarder in front of RGW)
+records every request, so tests count requests on the server side, and injects faults: 503 SlowDown
+answers, refusals, bodies cut mid-way. Seeding goes around that layer (moto: straight into its backend).
+A module or test marked `@pytest.mark.s3_servers("moto")` runs on those servers only.
 """
 import base64
 import datetime
@@ -18,12 +24,15 @@ from dataclasses import dataclass
 
 import pytest
 
+from servers.s3_forward import ForwardApp, WSGIServer, read_body
+
 BUCKET = "toolbox-test"
 ACCESS_KEY = "AKIATESTKEYEXAMPLE01"
 SECRET_KEY = "tEsTsEcReT/kEy+vAlUe/NeVeR-PrInTeD-0123"
 LOG_PATH = "/_toolbox/requests"
 S3_VARS = ["S3_BUCKET_NAME", "S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-           "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "S3_BACKEND", "S3_WORKERS", "S3_PART_SIZE_MB"]
+           "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "S3_BACKEND", "S3_WORKERS", "S3_PART_SIZE_MB",
+           "S3_RETRY_SECONDS", "S3_FLUSH_SECONDS"]
 
 
 @dataclass
@@ -103,7 +112,7 @@ class RecordingApp:
 
     def _delete_with_errors(self, environ, start_response):
         """DeleteObjects where some keys are refused (AccessDenied), as real S3 reports per key."""
-        body = _read_body(environ)
+        body = read_body(environ)
         root = ET.fromstring(body)
         ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
         refused = []
@@ -147,19 +156,11 @@ class _BytesInput:
         return self._io.readline(*args)
 
 
-def _read_body(environ):
-    stream = environ["wsgi.input"]
-    length = environ.get("CONTENT_LENGTH")
-    if length:
-        return stream.read(int(length))
-    return stream.read() if environ.get("wsgi.input_terminated") else b""
-
-
 class SlowDown(Fault):
     """Answer 503 SlowDown, as S3 does when throttling."""
 
     def respond(self, app, environ, start_response):
-        _read_body(environ)
+        read_body(environ)
         body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
                 b"<Message>Please reduce your request rate.</Message></Error>")
         start_response("503 Slow Down", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
@@ -170,7 +171,7 @@ class Refuse(Fault):
     """Answer 403 AccessDenied (not retried by clients)."""
 
     def respond(self, app, environ, start_response):
-        _read_body(environ)
+        read_body(environ)
         body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
                 b"<Message>Access Denied</Message></Error>")
         start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
@@ -204,6 +205,8 @@ class CutBody(Fault):
 class MotoS3Server:
     """moto's ThreadedMotoServer with the recording layer in front."""
 
+    name = "moto"
+
     def __init__(self):
         from moto.server import ThreadedMotoServer
 
@@ -211,8 +214,11 @@ class MotoS3Server:
 
         class Server(ThreadedMotoServer):
             def _server_entry(self):
-                from moto.moto_server.werkzeug_app import (DomainDispatcherApplication, MotoRequestHandler,
-                                                           create_backend_app)
+                from moto.moto_server.werkzeug_app import (
+                    DomainDispatcherApplication,
+                    MotoRequestHandler,
+                    create_backend_app,
+                )
                 from werkzeug.serving import make_server
 
                 outer.app = RecordingApp(DomainDispatcherApplication(create_backend_app))
@@ -246,6 +252,98 @@ class MotoS3Server:
                             aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
                             config=Config(s3={"addressing_style": "path"}, max_pool_connections=32))
 
+    def seed(self, items):
+        """Many objects at once, straight into moto's backend (no HTTP, not in the request log)."""
+        backend = _moto_backend()
+        for key, data in items.items():
+            backend.put_object(BUCKET, key, data)
+
+    def set_last_modified(self, key, epoch):
+        obj = _moto_backend().get_object(BUCKET, key)
+        obj.last_modified = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).replace(tzinfo=None)
+
+    def deny_delete(self, keys):
+        self.app.deny_delete.update(dict.fromkeys(keys))
+
+    def allow_keys(self, pairs):
+        """moto checks no signature: any key pair is accepted."""
+
+    def allow_public_listing(self):
+        """moto lets anyone list a bucket (a public-read bucket ACL would open its objects too)."""
+
+    def restore(self):
+        """Nothing outlives a test: the next reset empties the whole server."""
+
+
+class RGWS3Server:
+    """Ceph's RADOS Gateway (tests/servers/ceph_rgw.py) behind the same recording layer: the clients under
+    test talk to a forwarder in this process (tests/servers/s3_forward.py) that logs each request, injects
+    the faults and passes everything else on unchanged. The test's own client (seeding, checking) talks to
+    the gateway directly, so its requests are not in the log."""
+
+    name = "rgw"
+    SEED_THREADS = 16
+
+    def __init__(self, rgw):
+        self.rgw = rgw
+        self.app = RecordingApp(ForwardApp(rgw.endpoint_url))
+        self.front = WSGIServer(self.app)
+        self.opened = False                 # a bucket policy or ACL a test set: undone after the test
+        self.keys = set()
+
+    def start(self):
+        self.url = self.front.start().url
+        return self
+
+    def stop(self):
+        self.front.stop()
+
+    def reset(self):
+        self.rgw.reset()
+        self.app.clear()
+
+    def restore(self):
+        """Undo what deny_delete and allow_public_listing set: the gateway outlives the test."""
+        if self.opened:
+            self.client().delete_bucket_policy(Bucket=BUCKET)
+            self.client().put_bucket_acl(Bucket=BUCKET, ACL="private")
+            self.opened = False
+
+    def client(self):
+        return self.rgw.client()
+
+    def seed(self, items):
+        """Many objects at once: parallel PUTs straight to the gateway (not in the request log)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        client = self.client()
+        with ThreadPoolExecutor(self.SEED_THREADS) as pool:
+            list(pool.map(lambda item: client.put_object(Bucket=BUCKET, Key=item[0], Body=item[1]), items.items()))
+
+    def set_last_modified(self, key, epoch):
+        raise NotImplementedError("RGW sets LastModified itself: compare with s3.last_modified(key) instead")
+
+    def deny_delete(self, keys):
+        """A bucket policy that denies s3:DeleteObject on these keys: RGW refuses them one by one in
+        DeleteObjects, as real S3 does."""
+        statement = {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject",
+                     "Resource": [f"arn:aws:s3:::{BUCKET}/{key}" for key in keys]}
+        self.opened = True
+        self.client().put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({"Version": "2012-10-17",
+                                                                          "Statement": [statement]}))
+
+    def allow_public_listing(self):
+        """A public-read bucket ACL: anyone may list (objects keep their own ACLs), as on AWS."""
+        self.opened = True
+        self.client().put_bucket_acl(Bucket=BUCKET, ACL="public-read")
+
+    def allow_keys(self, pairs):
+        """Make these (access key, secret key) pairs valid for the test user (once per session)."""
+        for access, secret in pairs:
+            if access not in self.keys:
+                self.rgw.add_key(access, secret)
+                self.keys.add(access)
+
 
 class S3:
     """What a test sees: the bucket through an independent boto3 client, the request log, faults."""
@@ -253,6 +351,11 @@ class S3:
     def __init__(self, server, client):
         self.server, self.client, self.bucket = server, client, BUCKET
         self.url = server.url
+
+    @property
+    def name(self):
+        """The server behind: "moto" or "rgw"."""
+        return self.server.name
 
     # -- state of the bucket
     def reset(self):
@@ -267,16 +370,19 @@ class S3:
             self.set_last_modified(key, mtime)
 
     def seed(self, items, mtime=None):
-        """Many objects at once, straight into moto's backend (no HTTP)."""
-        backend = _moto_backend()
-        for key, data in items.items():
-            backend.put_object(BUCKET, key, data if isinstance(data, bytes) else data.encode())
-            if mtime is not None:
-                self.set_last_modified(key, mtime)
+        """Many objects at once, without going through the request log. `mtime` (moto only): their
+        LastModified."""
+        self.server.seed({key: data if isinstance(data, bytes) else data.encode() for key, data in items.items()})
+        for key in items if mtime is not None else ():
+            self.set_last_modified(key, mtime)
 
     def set_last_modified(self, key, epoch):
-        obj = _moto_backend().get_object(BUCKET, key)
-        obj.last_modified = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).replace(tzinfo=None)
+        """moto only: RGW keeps the real time of each write."""
+        self.server.set_last_modified(key, epoch)
+
+    def last_modified(self, key):
+        """The object's LastModified as an epoch (what a download gives the file as mtime)."""
+        return self.head(key)["LastModified"].timestamp()
 
     def get(self, key):
         return self.client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
@@ -315,7 +421,16 @@ class S3:
         self._add(CutBody(count, lambda r: r.kind == "GET" and (key is None or r.key == key), keep, hold))
 
     def deny_delete(self, keys):
-        self.server.app.deny_delete.update(dict.fromkeys(keys))
+        """DeleteObjects refuses these keys (AccessDenied per key); the other keys go."""
+        self.server.deny_delete(keys)
+
+    def allow_keys(self, pairs):
+        """Other (access key, secret key) pairs the server must accept (moto accepts any)."""
+        self.server.allow_keys(pairs)
+
+    def allow_public_listing(self):
+        """Anonymous requests may list the bucket (until the next reset)."""
+        self.server.allow_public_listing()
 
     def _add(self, fault):
         with self.server.app.lock:
@@ -335,11 +450,56 @@ def s3_environment(server_url):
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": "us-east-1"}
 
 
+# ------------------------------------------------------------------ fixtures: every S3 test on both servers
+SERVERS = ("moto", "rgw")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "s3_servers(*names): run the S3 tests of this module or test on these "
+                                       "servers only (default: moto and rgw)")
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that uses the `s3` fixture runs once per server: [moto] and [rgw]."""
+    if "s3_server" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("s3_servers")
+        names = marker.args if marker else SERVERS
+        metafunc.parametrize("s3_server", names, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def s3_server():
+def moto_server():
     server = MotoS3Server().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def ceph_rgw(tmp_path_factory):
+    """Ceph's RADOS Gateway, started once per test process (an xdist worker has its own: ~0.7 s and
+    ~140 MiB each), with the bucket; skipped with the install command when the packages are missing."""
+    from servers import ceph_rgw as module
+
+    ok, reason = module.available()
+    if not ok:
+        pytest.skip(reason)
+    rgw = module.CephRGW().start(str(tmp_path_factory.getbasetemp()))
+    rgw.create_bucket(BUCKET)
+    yield rgw
+    rgw.stop()
+
+
+@pytest.fixture(scope="session")
+def rgw_server(ceph_rgw):
+    server = RGWS3Server(ceph_rgw).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(request):
+    """The S3 server of this test: moto or Ceph RGW (parametrised by pytest_generate_tests)."""
+    return request.getfixturevalue(f"{getattr(request, 'param', 'moto')}_server")
 
 
 @pytest.fixture(scope="session")
@@ -349,7 +509,7 @@ def s3_client(s3_server):
 
 @pytest.fixture
 def s3(s3_server, s3_client, monkeypatch):
-    """An empty bucket on the session's moto server; the S3 settings are in the environment."""
+    """An empty bucket on the session's S3 server (moto or RGW); the S3 settings are in the environment."""
     s3_server.reset()
     for var in S3_VARS:
         monkeypatch.delenv(var, raising=False)
@@ -359,7 +519,8 @@ def s3(s3_server, s3_client, monkeypatch):
     s3_client.create_bucket(Bucket=BUCKET)
     helper = S3(s3_server, s3_client)
     helper.clear_log()
-    return helper
+    yield helper
+    s3_server.restore()
 
 
 @pytest.fixture(params=["s5cmd", "boto3"])

@@ -1,7 +1,10 @@
 """Helpers of the Kubernetes tests: strict schema validation (cached per kind), rendering a project's cells
 in-process, and finding secret values in text."""
 import base64
+import os
+from pathlib import Path
 
+import pytest
 import yaml
 
 from doubles.kube_api.schema import validator  # the double's cached strict 1.33 validators
@@ -14,6 +17,8 @@ LAUNCH = """\
         hparam:
           lr: [0.1, 0.01]
 """
+# The same with 3 cells (lr 0.1, 0.01, 0.001).
+LAUNCH_3 = LAUNCH.replace("[0.1, 0.01]", "[0.1, 0.01, 0.001]")
 
 
 def validate(manifest):
@@ -41,10 +46,29 @@ def render_cells(root=".", env_values=None, models=None, datasets=None):
     return cells, renderer, texts
 
 
+def render_units(root=".", env_values=None, models=None, datasets=None):
+    """(cells, renderer, units) of the project at root, as `make job` renders them (a Job per cell, per
+    shared-GPU pack, per multi-node cell, per array pack; Services and array ConfigMaps as unit.extras)."""
+    from toolbox.core import config
+    from toolbox.core import grid
+    from toolbox import kubeutils
+    from toolbox.kube import units
+
+    cells = grid.expand(config.load_config(root), models, datasets).cells
+    renderer = kubeutils.Renderer(root, env_values or {}, kubeutils.sweep_id(cells))
+    found = units.render(renderer, cells)
+    renderer.check()
+    return cells, renderer, found
+
+
 def manifests(root=".", env_values=None):
-    """Every Job manifest of the project, parsed and validated."""
-    _, _, texts = render_cells(root, env_values)
-    return [validate(load(t)) for t in texts]
+    """Every Job manifest of the project (as `make job` submits them), parsed and validated, and the objects
+    created with them validated too."""
+    _, _, found = render_units(root, env_values)
+    for unit in found:
+        for extra in unit.extras:
+            validate(extra)
+    return [validate(load(unit.text)) for unit in found]
 
 
 def pod_spec(manifest):
@@ -75,3 +99,27 @@ def secret_forms(values):
 def leaks(text, values):
     """The secret values (or their base64) found in text."""
     return sorted(v for v in secret_forms(values) if v in text)
+
+
+def deploy_key_files(folder):
+    """(key, known_hosts): a fake SSH private key and a known_hosts file for `make deploy_key`."""
+    key = folder / "id_deploy"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n")
+    hosts = folder / "known_hosts"
+    hosts.write_text("[gitlab-ssh.nrp-nautilus.io]:30622 ssh-ed25519 AAAAC3Nz\n")
+    return key, hosts
+
+
+GOLDEN = Path(__file__).resolve().parent / "unit" / "golden"
+RECORD = os.environ.get("TOOLBOX_RECORD_GOLDEN", "") not in ("", "0")
+
+
+def check_golden(name, text):
+    assert "{{" not in text and "{%" not in text and "{#" not in text, "template syntax left in the output"
+    path = GOLDEN / name
+    if RECORD or not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        if not RECORD:
+            pytest.fail(f"recorded missing golden file {path}; check it and commit it")
+    assert text == path.read_text(), f"{name} differs from its golden file (TOOLBOX_RECORD_GOLDEN=1 re-records)"

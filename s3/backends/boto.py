@@ -1,244 +1,177 @@
-"""The boto3 backend, and the S3 metadata plane both backends share (client, listing, DeleteObjects).
-
-Listing and deleting go through the S3 API on both backends: they are metadata calls where a subprocess
-adds nothing, and DeleteObjects gives per-key results. The backends differ in how they move bytes:
-here a thread pool (small files in one request each, large ones through s3transfer's multipart),
-in s3_s5cmd.py one s5cmd process for the whole batch.
-
-Backends execute explicit lists of transfers (s3path.Transfer) and return {key: reason} for failures.
+"""The boto3 backend: a pool of S3_WORKERS threads; files below the part size in one request each
+(PutObject / streaming GetObject into a temporary file), larger ones through s3transfer's multipart.
 """
 from __future__ import annotations
 
 import os
 import queue
-import secrets
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
-from toolbox.errors import S3Error, S3UsageError
-from toolbox.s3.paths import RemoteObject, TEMP_PREFIX, TEMP_SUFFIX, Transfer
+from toolbox.s3.backends.base import (Abandon, Backend, GiveUp, finish_download, prepare_folder, remove_quietly,
+                                      short_reason, temp_path_for)
+from toolbox.s3.paths import Transfer
 
-DELETE_BATCH = 1000                 # the DeleteObjects limit
 STREAM_CHUNK = 1024 * 1024
 STREAM_ATTEMPTS = 5                 # a body cut mid-way is retried (botocore retries only the request)
+POLL = 0.2                          # seconds between two looks at `abandon` while waiting for results
 
 
-def short_reason(err) -> str:
-    """One line for a failed call: 'NoSuchKey: The specified key does not exist.'"""
-    response = getattr(err, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        code = response["Error"].get("Code", "")
-        message = response["Error"].get("Message", "")
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        text = f"{code}: {message}" if message else str(code or status)
-        return text.strip()
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
+class _Batch(GiveUp):
+    """One call's workers: when to stop, and the temporary files being written (removed on a stop, so
+    no partial file stays)."""
+
+    def __init__(self, abandon):
+        super().__init__(abandon)
+        self.files_lock = threading.Lock()
+        self.in_flight = set()
+
+    def open_temp(self, final_path):
+        """Create and register a temporary file under the lock; None once the batch stopped. A late
+        write after a stop goes to a removed file and cannot bring a partial file back."""
+        tmp = temp_path_for(final_path)
+        with self.files_lock:
+            if self.stopped.is_set():
+                return None, None
+            out = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb")
+            self.in_flight.add(tmp)
+        return tmp, out
+
+    def close_temp(self, tmp):
+        remove_quietly(tmp)       # already renamed on success
+        with self.files_lock:
+            self.in_flight.discard(tmp)
+
+    def remove_temps(self):
+        with self.files_lock:
+            for tmp in self.in_flight:
+                remove_quietly(tmp)
 
 
-def _get(results):
-    """Wait for the next result; short timeouts keep the main thread responsive to signals."""
-    while True:
-        try:
-            return results.get(timeout=0.5)
-        except queue.Empty:
-            continue
+class _DaemonExecutor:
+    """The executor s3transfer runs parts on (its BaseExecutor interface), with daemon threads: the
+    standard ThreadPoolExecutor's threads are joined at interpreter exit, so one part stuck on a frozen
+    endpoint would keep an interrupted command alive until the socket times out."""
+
+    def __init__(self, max_workers=None):
+        self._max = max_workers or 1
+        self._tasks = queue.SimpleQueue()
+        self._threads = []
+
+    def submit(self, fn, *args, **kwargs):
+        from concurrent.futures import Future      # only large files need it: not on every command's path
+
+        future = Future()
+        self._tasks.put((future, fn, args, kwargs))
+        if len(self._threads) < self._max:
+            thread = threading.Thread(target=self._work, name="s3-part", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        return future
+
+    def _work(self):
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                return
+            future, fn, args, kwargs = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as err:     # handed to whoever waits on the future
+                future.set_exception(err)
+
+    def shutdown(self, wait=True):
+        for _ in self._threads:
+            self._tasks.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
 
 
-def temp_path_for(final_path):
-    """A temporary name in the destination folder: the final rename is then atomic."""
-    folder = os.path.dirname(final_path)
-    return os.path.join(folder, f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}")
-
-
-def prepare_folder(final_path) -> Optional[str]:
-    """Create the destination folder; a reason string if that is impossible."""
-    folder = os.path.dirname(final_path)
-    if not folder:
-        return None
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        return f"cannot create folder {folder}: a file is in the way"
-    except OSError as err:
-        return f"cannot create folder {folder}: {err.strerror}"
-    return None
-
-
-def finish_download(tmp, transfer: Transfer):
-    """Give the file the object's LastModified (so size+mtime skips work both ways), then rename."""
-    if transfer.mtime is not None:
-        os.utime(tmp, (transfer.mtime, transfer.mtime))
-    if os.path.isdir(transfer.path):
-        raise IsADirectoryError(f"a folder exists at {transfer.path}")
-    os.replace(tmp, transfer.path)
-
-
-def remove_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-class Boto3Backend:
+class Boto3Backend(Backend):
     name = "boto3"
 
-    def __init__(self, settings):
-        self.settings = settings
-        self._client = None
-        self._credentials = False          # False = not resolved yet; None = anonymous
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._in_flight = set()            # temporary files being written
+    def upload(self, transfers: List[Transfer], progress, abandon: Optional[Abandon] = None) -> Dict[str, str]:
+        return self._pool(self._upload_one, transfers, progress, abandon)
 
-    def describe(self):
-        return self.name
+    def download(self, transfers: List[Transfer], progress, whole_prefix=None, local_root=".",
+                 abandon: Optional[Abandon] = None) -> Dict[str, str]:
+        return self._pool(self._download_one, transfers, progress, abandon)
 
-    # ------------------------------------------------------------ client and credentials
-    def credentials(self):
-        """(access key, secret key, session token) from the AWS chain, or None: anonymous access."""
-        with self._lock:
-            if self._credentials is False:
-                # a region's keys (s3config.choose_region), else the AWS chain
-                self._credentials = self.settings.credentials or _resolve_credentials()
-            return self._credentials
-
-    @property
-    def anonymous(self):
-        return self.credentials() is None
-
-    @property
-    def client(self):
-        if self._client is None:
-            creds = self.credentials()
-            with self._lock:
-                if self._client is None:
-                    self._client = _make_client(self.settings, creds)
-        return self._client
-
-    def _where(self, key=""):
-        return self.settings.url(key)
-
-    def _raise(self, err, key=""):
-        """Translate a failure of a metadata call into the one-line S3Error."""
-        from botocore.exceptions import EndpointConnectionError, NoCredentialsError
-
-        if isinstance(err, EndpointConnectionError):
-            raise S3Error(self.settings.endpoint_url, "cannot connect to the S3 endpoint",
-                          hint="check S3_ENDPOINT_URL and the network") from None
-        if isinstance(err, NoCredentialsError):
-            raise S3Error(self._where(key), "no AWS credentials found",
-                          hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in .env") from None
-        reason = short_reason(err)
-        hint = None
-        if "NoSuchBucket" in reason:
-            hint = "check S3_BUCKET_NAME"
-        elif "AccessDenied" in reason or "InvalidAccessKeyId" in reason or "SignatureDoesNotMatch" in reason:
-            hint = "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (no keys at all = anonymous access)"
-        raise S3Error(self._where(key), reason, hint=hint) from None
-
-    # ------------------------------------------------------------ metadata plane
-    def list_objects(self, prefix, delimiter=None) -> Tuple[List[RemoteObject], List[str]]:
-        """Every object under a literal prefix (and the folders, with a delimiter)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        objects, folders = [], []
-        kwargs = {"Bucket": self.settings.bucket, "Prefix": prefix}
-        if delimiter:
-            kwargs["Delimiter"] = delimiter
-        try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
-                for item in page.get("Contents", ()):
-                    objects.append(RemoteObject(item["Key"], int(item["Size"]),
-                                                item["LastModified"].timestamp(), item.get("ETag", "")))
-                folders.extend(p["Prefix"] for p in page.get("CommonPrefixes", ()))
-        except (BotoCoreError, ClientError) as err:
-            self._raise(err, prefix)
-        return objects, folders
-
-    def delete(self, keys, progress=None) -> Dict[str, str]:
-        """DeleteObjects in batches of 1,000; returns {key: reason} for keys S3 refused."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        failed = {}
-        keys = list(keys)
-        for start in range(0, len(keys), DELETE_BATCH):
-            batch = keys[start:start + DELETE_BATCH]
-            try:
-                response = self.client.delete_objects(
-                    Bucket=self.settings.bucket,
-                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
-            except (BotoCoreError, ClientError) as err:
-                if start == 0:
-                    self._raise(err, batch[0])
-                failed.update({k: short_reason(err) for k in batch})
-                continue
-            for error in response.get("Errors", ()):
-                failed[error.get("Key", "?")] = f"{error.get('Code', '')}: {error.get('Message', '')}".strip(": ")
-            if progress:
-                progress.advance(len(batch))
-        return failed
-
-    # ------------------------------------------------------------ data plane
-    def upload(self, transfers: List[Transfer], progress) -> Dict[str, str]:
-        return self._pool(self._upload_one, transfers, progress)
-
-    def download(self, transfers: List[Transfer], progress, whole_prefix=None, local_root=".") -> Dict[str, str]:
-        return self._pool(self._download_one, transfers, progress)
-
-    def _pool(self, func, transfers, progress):
-        """Run func over the transfers on daemon threads. On Ctrl-C/SIGTERM the main thread returns at
-        once (a stalled socket cannot hold the exit) after removing the in-flight temporary files."""
+    def _pool(self, func, transfers, progress, abandon):
+        """Run func over the transfers on daemon threads. On Ctrl-C/SIGTERM, when the endpoint stops
+        answering, or when `abandon` says so, the main thread returns at once (a stalled socket cannot
+        hold it) after removing the in-flight temporary files."""
         failed = {}
         if not transfers:
             return failed
-        self._stop.clear()
+        batch = _Batch(abandon)
         todo, results = queue.SimpleQueue(), queue.SimpleQueue()
         for t in transfers:
             todo.put(t)
 
         def worker():
-            while not self._stop.is_set():
+            while not batch.stopped.is_set():
                 try:
                     t = todo.get_nowait()
                 except queue.Empty:
                     return
                 try:
-                    results.put((t, func(t, progress), None))
+                    results.put((t, func(t, progress, batch), None))
                 except BaseException as err:     # a bug: re-raised in the main thread
                     results.put((t, None, err))
 
         for i in range(min(self.settings.workers, len(transfers))):
             threading.Thread(target=worker, name=f"s3-{i}", daemon=True).start()
+        reported = set()
         try:
-            for _ in range(len(transfers)):
-                t, reason, error = _get(results)
+            while len(reported) < len(transfers) and batch.check() is None:
+                try:
+                    t, reason, error = results.get(timeout=POLL)   # short waits: signals are seen at once
+                except queue.Empty:
+                    continue
                 if error is not None:
                     raise error
+                reported.add(t.key)
                 if reason:
                     failed[t.key] = reason
+                    batch.note_failure(reason)
                 progress.advance(1, 0 if reason or t.size >= self.settings.part_size else t.size)
         except BaseException:
-            self._stop.set()
-            with self._lock:
-                for tmp in self._in_flight:
-                    remove_quietly(tmp)
+            batch.stop("interrupted")
+            batch.remove_temps()
             raise
+        if len(reported) < len(transfers):
+            batch.stopped.set()
+            batch.remove_temps()
+            for t in transfers:
+                if t.key not in reported:
+                    failed[t.key] = batch.not_done()
+                    progress.advance(1)
         return failed
 
-    def _transfer_config(self):
-        from boto3.s3.transfer import TransferConfig
+    def _multipart(self, start, progress):
+        """A large file through s3transfer's multipart (parallel parts), on daemon threads: a part stalled
+        on a dead endpoint cannot hold the process at exit after Ctrl-C. `start(manager, subscribers)`
+        submits the transfer."""
+        from boto3.s3.transfer import ProgressCallbackInvoker, TransferConfig
+        from s3transfer.manager import TransferManager
 
         part = self.settings.part_size
-        return TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=8,
-                              num_download_attempts=STREAM_ATTEMPTS, use_threads=True)
+        config = TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=8,
+                                num_download_attempts=STREAM_ATTEMPTS, use_threads=True)
+        manager = TransferManager(self.client, config, executor_cls=_DaemonExecutor)
+        start(manager, [ProgressCallbackInvoker(lambda n: progress.advance(0, n))]).result()
+        manager.shutdown()
 
-    def _upload_one(self, t: Transfer, progress) -> Optional[str]:
+    def _upload_one(self, t: Transfer, progress, batch: _Batch) -> Optional[str]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        if self._stop.is_set():
-            return "interrupted"
+        if batch.stopped.is_set():
+            return batch.not_done()
         bucket = self.settings.bucket
         try:
             size = os.path.getsize(t.path)
@@ -246,8 +179,8 @@ class Boto3Backend:
                 with open(t.path, "rb") as body:
                     self.client.put_object(Bucket=bucket, Key=t.key, Body=body)
             else:
-                self.client.upload_file(t.path, bucket, t.key, Config=self._transfer_config(),
-                                        Callback=lambda n: progress.advance(0, n))
+                self._multipart(lambda manager, subscribers: manager.upload(t.path, bucket, t.key,
+                                                                           subscribers=subscribers), progress)
         except FileNotFoundError:
             return f"local file {t.path} disappeared"
         except OSError as err:
@@ -256,39 +189,33 @@ class Boto3Backend:
             return short_reason(err)
         return None
 
-    def _download_one(self, t: Transfer, progress) -> Optional[str]:
+    def _download_one(self, t: Transfer, progress, batch: _Batch) -> Optional[str]:
         from botocore.exceptions import BotoCoreError, ClientError
+        from s3transfer.exceptions import RetriesExceededError
 
         reason = prepare_folder(t.path)
         if reason:
             return reason
-        tmp = temp_path_for(t.path)
-        # The temporary file is created and registered under the lock, and written only through this
-        # handle: once an interrupt has removed it, a late write cannot bring a partial file back.
-        with self._lock:
-            if self._stop.is_set():
-                return "interrupted"
-            out = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb")
-            self._in_flight.add(tmp)
+        tmp, out = batch.open_temp(t.path)
+        if tmp is None:
+            return batch.not_done()
         try:
             with out:
                 if t.size < self.settings.part_size:
-                    self._get_small(t.key, out)
+                    self._get_small(t.key, out, batch)
                 else:
-                    self.client.download_fileobj(self.settings.bucket, t.key, out, Config=self._transfer_config(),
-                                                 Callback=lambda n: progress.advance(0, n))
+                    self._multipart(lambda manager, subscribers: manager.download(
+                        self.settings.bucket, t.key, out, subscribers=subscribers), progress)
             finish_download(tmp, t)
-        except (BotoCoreError, ClientError) as err:
+        except (BotoCoreError, ClientError, RetriesExceededError) as err:
             return short_reason(err)
         except OSError as err:
             return f"cannot write {t.path}: {err.strerror or err}"
         finally:
-            remove_quietly(tmp)       # already renamed on success
-            with self._lock:
-                self._in_flight.discard(tmp)
+            batch.close_temp(tmp)
         return None
 
-    def _get_small(self, key, out):
+    def _get_small(self, key, out, batch):
         """GET into the open file; a body cut mid-way (connection reset) is fetched again, with backoff."""
         from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
         from urllib3.exceptions import ProtocolError
@@ -299,7 +226,7 @@ class Boto3Backend:
                 out.seek(0)
                 out.truncate()
                 for chunk in body.iter_chunks(STREAM_CHUNK):
-                    if self._stop.is_set():
+                    if batch.stopped.is_set():
                         raise InterruptedError("interrupted")
                     out.write(chunk)
                 return
@@ -307,53 +234,3 @@ class Boto3Backend:
                 if attempt == STREAM_ATTEMPTS - 1:
                     raise
                 time.sleep(0.1 * 2 ** attempt)
-
-
-def _resolve_credentials():
-    """Keys from the environment first, else the rest of the AWS chain; None means anonymous."""
-    key_id = os.environ.get("AWS_ACCESS_KEY_ID", "").strip()
-    secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "").strip()
-    if bool(key_id) != bool(secret):
-        missing = "AWS_SECRET_ACCESS_KEY" if key_id else "AWS_ACCESS_KEY_ID"
-        other = "AWS_ACCESS_KEY_ID" if key_id else "AWS_SECRET_ACCESS_KEY"
-        raise S3UsageError(missing, f"not set (but {other} is)", hint="set both, or neither for anonymous access")
-    if key_id:
-        return key_id, secret, os.environ.get("AWS_SESSION_TOKEN") or None
-    import boto3
-    from botocore.exceptions import BotoCoreError
-
-    try:
-        found = boto3.session.Session().get_credentials()
-    except BotoCoreError as err:            # e.g. AWS_PROFILE names a profile that does not exist
-        raise S3UsageError("AWS credentials", str(err)) from None
-    if found is None:
-        return None
-    frozen = found.get_frozen_credentials()
-    return frozen.access_key, frozen.secret_key, frozen.token
-
-
-def _make_client(settings, creds):
-    import boto3
-    from botocore import UNSIGNED
-    from botocore.config import Config
-
-    host = settings.endpoint_url.split("://", 1)[-1]
-    options = dict(
-        region_name=settings.region,
-        # Path-style for S3-compatible servers (Ceph, MinIO, moto); AWS picks its own style.
-        s3={"addressing_style": "auto" if "amazonaws.com" in host else "path"},
-        # 5xx and SlowDown are retried with exponential backoff.
-        retries={"max_attempts": 10, "mode": "standard"},
-        max_pool_connections=settings.workers + 8,
-        connect_timeout=10, read_timeout=60,
-        # S3-compatible servers often reject the newer default CRC checksums.
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
-    if creds is None:
-        options["signature_version"] = UNSIGNED
-        return boto3.session.Session().client("s3", endpoint_url=settings.endpoint_url, config=Config(**options))
-    key_id, secret, token = creds
-    session = boto3.session.Session(aws_access_key_id=key_id, aws_secret_access_key=secret,
-                                    aws_session_token=token)
-    return session.client("s3", endpoint_url=settings.endpoint_url, config=Config(**options))

@@ -3,14 +3,17 @@ and the two modes end to end with real make (grid cells from config/launch.yaml,
 import json
 import os
 import re
+import shlex
 import string
+import sys
 from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from toolbox.devtools import vscode as debugutils
+from toolbox.core.runenv import Interpreter
+from toolbox.devtools import vscode
 from toolbox.devtools.vscode import edit_configurations, parse_jsonc, python_invocation, strip_jsonc
 from toolbox.errors import ToolboxError
 
@@ -51,23 +54,64 @@ def test_python_invocation(command, expected):
     assert python_invocation(command) == expected
 
 
+@pytest.mark.parametrize("command, expected", [
+    pytest.param("a; b && c || d | e & f\ng", [["a"], ["b"], ["c"], ["d"], ["e"], ["f"], ["g"]], id="separators"),
+    pytest.param("python t.py # note; not a command\npython u.py", [["python", "t.py"], ["python", "u.py"]],
+                 id="comment-to-end-of-line"),
+    pytest.param("echo a#b x#", [["echo", "a#b", "x#"]], id="hash-inside-a-word"),
+    pytest.param("p 'two\nlines' \"\" x", [["p", "two\nlines", "", "x"]], id="quoted-newline-and-empty-word"),
+    pytest.param("p \\\n  --flag", [["p", "--flag"]], id="line-continuation"),
+    pytest.param("ok\np 'unclosed", [["ok"]], id="unclosed-quote"),
+])
+def test_shell_words(command, expected):
+    assert vscode.shell_words(command) == expected
+
+
+_word = st.text(alphabet=string.printable + "é€\u00a0", max_size=8).filter(
+    lambda w: not w.startswith("#") and not (w and set(w) <= set(vscode.SEPARATORS)) and "\\\n" not in w)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_word, max_size=5))
+def test_shell_words_reads_back_what_shlex_quotes(args):
+    """Any argument list quoted as a shell would need it comes back word for word (the exceptions are the
+    ones shell_words documents: a word of separators only, a word starting with #, a backslash-newline)."""
+    assert vscode.shell_words(shlex.join(["python", "t.py", *args])) == [["python", "t.py", *args]]
+
+
+VENV = Interpreter("/x/venv/bin/python", "/x/venv", "/usr")
+
+
 def test_debug_configuration_mirrors_a_local_run():
-    config = debugutils.debug_configuration("cell-1", inv("program", "t.py", ["--x"], {"A": "1"}, "src"),
-                                            debugutils.GRID_GROUP)
+    config = vscode.debug_configuration("cell-1", inv("program", "t.py", ["--x"], {"A": "1"}, "src"),
+                                            vscode.GRID_GROUP, VENV)
     assert config == {
         "name": "cell-1", "type": "debugpy", "request": "launch", "program": "${workspaceFolder}/src/t.py",
-        "args": ["--x"], "cwd": "${workspaceFolder}/src", "envFile": "${workspaceFolder}/.env",
-        "env": {"PYTHONPATH": "${workspaceFolder}/src", "TOOLBOX_CELL_NAME": "cell-1", "A": "1"},
+        "args": ["--x"], "cwd": "${workspaceFolder}/src", "python": "/x/venv/bin/python",
+        "envFile": "${workspaceFolder}/.env",
+        "env": {"PATH": "/x/venv/bin:${env:PATH}", "VIRTUAL_ENV": "/x/venv", "PYTHONPATH": "${workspaceFolder}/src",
+                "TOOLBOX_CELL_NAME": "cell-1", "A": "1"},
         "console": "integratedTerminal", "justMyCode": False, "presentation": {"group": "toolbox grid"}}
-    module = debugutils.debug_configuration("t", inv("module", "pkg.main"), debugutils.TARGET_GROUP)
+    module = vscode.debug_configuration("t", inv("module", "pkg.main"), vscode.TARGET_GROUP, VENV)
     assert module["module"] == "pkg.main" and "program" not in module and module["cwd"] == "${workspaceFolder}"
     assert "TOOLBOX_CELL_NAME" not in module["env"]
 
 
+def test_debug_configuration_uses_the_interpreter_make_chose(project):
+    """By default the interpreter running the toolbox (make's PYTHON), portable when it is the project's .venv."""
+    config = vscode.debug_configuration("t", inv("program", "t.py"), "g")
+    assert config["python"] == sys.executable
+    local = Interpreter(str(project.path / ".venv" / "bin" / "python"), str(project.path / ".venv"), "/usr")
+    config = vscode.debug_configuration("t", inv("program", "t.py"), "g", local)
+    assert config["python"] == "${workspaceFolder}/.venv/bin/python"
+    assert config["env"]["PATH"] == "${workspaceFolder}/.venv/bin:${env:PATH}"
+    assert config["env"]["VIRTUAL_ENV"] == "${workspaceFolder}/.venv"
+
+
 def test_absolute_programs_inside_the_workspace_become_portable(project):
-    inside = debugutils.debug_configuration("t", inv("program", str(project.path / "src" / "x.py")), "g")
+    inside = vscode.debug_configuration("t", inv("program", str(project.path / "src" / "x.py")), "g")
     assert inside["program"] == "${workspaceFolder}/src/x.py"
-    outside = debugutils.debug_configuration("t", inv("program", "/opt/tool/run.py"), "g")
+    outside = vscode.debug_configuration("t", inv("program", "/opt/tool/run.py"), "g")
     assert outside["program"] == "/opt/tool/run.py"
 
 
@@ -107,7 +151,7 @@ def test_strip_jsonc_keeps_strings_and_positions():
 
 
 def test_edit_replaces_generated_configurations_and_keeps_everything_else():
-    new = edit_configurations(USER_FILE, lambda c: debugutils._group(c) == debugutils.GRID_GROUP,
+    new = edit_configurations(USER_FILE, lambda c: vscode._group(c) == vscode.GRID_GROUP,
                               [{"name": "cell-a", "args": ["http://x//y"]}])
     data = parse_jsonc(new)
     assert [c["name"] for c in data["configurations"]] == ["Attach", "Current file", "cell-a"]
@@ -196,7 +240,7 @@ def _jsonc_file(draw):
 def test_edit_never_corrupts_and_keeps_user_configurations(case):
     text, users = case
     assert "configurations" in parse_jsonc(text)  # the generator makes valid JSONC
-    new = edit_configurations(text, lambda c: debugutils._group(c) == debugutils.GRID_GROUP,
+    new = edit_configurations(text, lambda c: vscode._group(c) == vscode.GRID_GROUP,
                               [{"name": "fresh", "args": ["//", "/*"]}])
     configs = parse_jsonc(new)["configurations"]
     assert configs == users + [{"name": "fresh", "args": ["//", "/*"]}]
@@ -209,27 +253,27 @@ def cells(*specs):
 
 
 def test_cells_make_vscode_folder_and_configurations(project):
-    configs, skipped, conflicts, changed = debugutils.update_for_cells(
+    configs, skipped, conflicts, changed = vscode.update_for_cells(
         cells(("c1", "python src/a.py --x 1"), ("c2", "echo no python"), ("c3", "python -m pkg y")))
     assert changed and skipped == ["c2"] and conflicts == []
     data = json.loads(project.read(".vscode/launch.json"))
     assert [c["name"] for c in data["configurations"]] == ["c1", "c3"]
     assert not (project.path / ".vscode" / "launch.json.bak").exists()
     assert (project.path / ".vscode" / "launch.json").stat().st_mode & 0o644 == 0o644
-    again = debugutils.update_for_cells(cells(("c1", "python src/a.py --x 1"), ("c3", "python -m pkg y")))
+    again = vscode.update_for_cells(cells(("c1", "python src/a.py --x 1"), ("c3", "python -m pkg y")))
     assert again[3] is False  # nothing changed, nothing rewritten
 
 
 def test_cells_replace_their_old_configurations_and_respect_user_ones(project):
     project.write(".vscode/launch.json", USER_FILE.replace('"Current file"', '"c1"'))
-    configs, skipped, conflicts, changed = debugutils.update_for_cells(cells(("c1", "python a.py"),
+    configs, skipped, conflicts, changed = vscode.update_for_cells(cells(("c1", "python a.py"),
                                                                             ("c2", "python b.py")))
     assert conflicts == ["c1"]
     data = parse_jsonc(project.read(".vscode/launch.json"))
     assert [c["name"] for c in data["configurations"]] == ["Attach", "c1", "c2"]
     assert data["configurations"][1]["program"] == "${file}"  # the user's c1 is kept
     assert project.read(".vscode/launch.json.bak") == USER_FILE.replace('"Current file"', '"c1"')
-    debugutils.update_for_cells(cells(("c1", "python a.py")), overwrite=True)
+    vscode.update_for_cells(cells(("c1", "python a.py")), overwrite=True)
     data = parse_jsonc(project.read(".vscode/launch.json"))
     assert [c["name"] for c in data["configurations"]] == ["Attach", "c1"]
     assert data["configurations"][1]["program"] == "${workspaceFolder}/a.py"
@@ -237,13 +281,13 @@ def test_cells_replace_their_old_configurations_and_respect_user_ones(project):
 
 def test_no_python_anywhere_is_an_error(project):
     with pytest.raises(ToolboxError, match="no cell of the grid runs python"):
-        debugutils.update_for_cells(cells(("c1", "bash x.sh")))
+        vscode.update_for_cells(cells(("c1", "bash x.sh")))
     assert not (project.path / ".vscode" / "launch.json").exists()
 
 
 def test_a_byte_order_mark_is_accepted(project):
     project.write(".vscode/launch.json", '\ufeff{"version": "0.2.0", "configurations": [{"name": "mine"}]}')
-    debugutils.update_for_cells(cells(("c1", "python a.py")))
+    vscode.update_for_cells(cells(("c1", "python a.py")))
     names = [c["name"] for c in json.loads(project.read(".vscode/launch.json"))["configurations"]]
     assert names == ["mine", "c1"]
 
@@ -255,6 +299,35 @@ def test_broken_launch_json_is_left_alone(project, cli):
     assert result.code == 1
     assert "error: .vscode/launch.json:1:" in result.err and "cannot read it" in result.err
     assert project.read(".vscode/launch.json") == '{"configurations": [ {"name": "x",, } ]}'
+
+
+def _make_folder(project):
+    (project.path / ".vscode" / "launch.json").mkdir(parents=True)
+
+
+def _make_file(project):
+    project.write(".vscode", "not a folder")
+
+
+def _write_latin1(project):
+    (project.path / ".vscode").mkdir()
+    (project.path / ".vscode" / "launch.json").write_bytes('{"configurations": [{"name": "café"}]}'.encode("latin-1"))
+
+
+@pytest.mark.parametrize("setup, message, hint", [
+    pytest.param(_make_folder, "error: .vscode/launch.json: is a folder, not a file", "hint: move it away",
+                 id="launch-json-is-a-folder"),
+    pytest.param(_make_file, "error: .vscode: is a file, not a folder", "hint: move it away", id="vscode-is-a-file"),
+    pytest.param(_write_latin1, "error: .vscode/launch.json: cannot read it: not UTF-8 text", "it was not changed",
+                 id="not-utf-8"),
+])
+def test_what_stands_in_place_of_launch_json_is_a_one_line_error(project, cli, setup, message, hint):
+    project.launch_yaml("model:\n  m:\n    command: python a.py\n")
+    setup(project)
+    result = cli("debug")
+    assert result.code == 1
+    assert result.err.splitlines()[0] == message, result.err
+    assert hint in result.err and "Traceback" not in result.err
 
 
 # -- end to end with real make ------------------------------------------------------------------------
@@ -278,17 +351,18 @@ def test_make_debug_writes_one_configuration_per_cell(project, make):
     assert ".vscode/launch.json: 2 configurations of the grid" in result.stdout
     expected = load_cells(project_dir=str(project.path))
     data = parse_jsonc(project.read(".vscode/launch.json"))
-    ours = [c for c in data["configurations"] if debugutils._group(c) == debugutils.GRID_GROUP]
+    ours = [c for c in data["configurations"] if vscode._group(c) == vscode.GRID_GROUP]
     assert [c["name"] for c in ours] == [cell.name for cell in expected]
     assert [c["args"] for c in ours] == [["data/1.txt", "--lr", "0.1"], ["data/1.txt", "--lr", "0.01"]]
     assert all(c["program"] == "${workspaceFolder}/src/avg.py" for c in ours)
+    assert all(c["python"] == sys.executable for c in ours)  # make's PYTHON
     assert [c["name"] for c in data["configurations"] if c not in ours] == ["Attach", "Current file"]
     assert "https://go.microsoft.com/fwlink/?linkid=830387" in project.read(".vscode/launch.json")
     # the grid shrinks: the stale cell goes, the user's configurations stay
     project.launch_yaml(LAUNCH.replace("[0.1, 0.01]", "[0.5]"))
     assert make("debug").returncode == 0
     data = parse_jsonc(project.read(".vscode/launch.json"))
-    assert [c["args"][-1] for c in data["configurations"] if debugutils._group(c)] == ["0.5"]
+    assert [c["args"][-1] for c in data["configurations"] if vscode._group(c)] == ["0.5"]
     assert len(data["configurations"]) == 3
 
 
@@ -307,7 +381,7 @@ def test_make_debug_target_adds_one_configuration_from_make_n(project, make):
     assert config["name"] == "train" and config["module"] == "pkg.train"
     assert config["args"] == ["--epochs", "3", "--name", "a b"]
     assert config["cwd"] == "${workspaceFolder}/src" and config["env"]["WANDB_MODE"] == "offline"
-    assert config["presentation"] == {"group": debugutils.TARGET_GROUP}
+    assert config["presentation"] == {"group": vscode.TARGET_GROUP}
     again = make("debug", "target=train", "epochs=5")
     assert again.returncode != 0 and "a configuration named 'train' already exists" in again.stderr
     assert "overwrite=true" in again.stderr

@@ -1,4 +1,4 @@
-"""The environment targets (envtargets.py, envsetup.py) with real tools: make, bash (and zsh), tmux,
+"""The environment targets (devtools/environment.py, devtools/shell.py) with real tools: make, bash (and zsh), tmux,
 venv + pip, uv, ruff/flake8.
 
 Installs run offline from stub wheels written by the tests (PIP_NO_INDEX/PIP_FIND_LINKS, UV_OFFLINE/
@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from toolbox.devtools import environment as envsetup
-from toolbox.devtools import shell as envtargets
+from toolbox.core.runenv import Interpreter
+from toolbox.devtools import environment
+from toolbox.devtools import shell
 
-TOOLBOX = Path(envtargets.__file__).resolve().parent
+TOOLBOX = Path(shell.__file__).resolve().parent
 UV = shutil.which("uv") or (str(Path(sys.executable).parent / "uv")
                             if (Path(sys.executable).parent / "uv").exists() else None)
 needs_uv = pytest.mark.skipif(not UV, reason="uv is not installed (pip install uv)")
@@ -59,7 +60,7 @@ def wheelhouse(tmp_path_factory):
     """Stub wheels: tinypkg 1.0 and every toolbox requirement (versions that satisfy its specifiers)."""
     folder = tmp_path_factory.mktemp("wheelhouse")
     stub_wheel(folder, "tinypkg", "1.0", "VALUE = 'tiny'\n")
-    for requirement in envsetup.toolbox_requirements():
+    for requirement in environment.toolbox_requirements():
         name = re.match(r"[A-Za-z0-9._-]+", requirement).group()
         stub_wheel(folder, name, satisfying_version(requirement))
     return folder
@@ -147,26 +148,34 @@ def test_shell_uses_zsh_for_zsh_users_unless_bash_is_forced(project, make, tmp_p
     assert "bash=yes" in forced.stdout
 
 
-def test_shell_activation_prefers_the_interpreters_env_then_dot_venv(project, tmp_path):
-    venv = envsetup.Env("venv", "/x/venv")
-    assert envtargets.shell_activation(venv)[0] == {"TOOLBOX_VENV": "/x/venv"}
-    conda = envsetup.Env("conda", "/opt/conda/envs/demo", "demo")
-    assert envtargets.shell_activation(conda)[0] == {"TOOLBOX_CONDA_SH": "/opt/conda/etc/profile.d/conda.sh",
-                                                     "TOOLBOX_CONDA_ENV": "/opt/conda/envs/demo"}
-    system = envsetup.Env("system", "/usr")
-    assert envtargets.shell_activation(system) == ({}, None)
+def test_shell_activates_the_interpreter_make_chose(project, tmp_path):
+    venv = Interpreter("/x/venv/bin/python", "/x/venv", "/usr")
+    assert shell.shell_activation(venv) == ({"TOOLBOX_VENV": "/x/venv"}, "venv /x/venv")
+    (tmp_path / "envs" / "demo" / "conda-meta").mkdir(parents=True)
+    prefix = str(tmp_path / "envs" / "demo")
+    conda = Interpreter(prefix + "/bin/python", prefix, prefix)
+    assert shell.shell_activation(conda)[0] == {"TOOLBOX_CONDA_SH": str(tmp_path / "etc/profile.d/conda.sh"),
+                                                     "TOOLBOX_CONDA_ENV": prefix}
+    # a plain interpreter: `python` becomes it (a ./.venv that make did not choose stays inactive)
     (project.path / ".venv" / "bin").mkdir(parents=True)
     (project.path / ".venv" / "bin" / "activate").write_text("")
-    assert envtargets.shell_activation(system)[0] == {"TOOLBOX_VENV": str(project.path / ".venv")}
+    plain = Interpreter("/usr/bin/python3", "/usr", "/usr")
+    activation, label = shell.shell_activation(plain)
+    assert list(activation) == ["TOOLBOX_PYTHON_DIR"] and label == "python /usr/bin/python3"
+    assert os.path.realpath(Path(activation["TOOLBOX_PYTHON_DIR"]) / "python") == os.path.realpath("/usr/bin/python3")
 
 
-def test_interpreter_env_kinds(tmp_path):
-    assert envsetup.interpreter_env(sys.prefix, sys.base_prefix).kind == ("venv" if sys.prefix != sys.base_prefix
-                                                                          else envsetup.interpreter_env().kind)
-    (tmp_path / "envs" / "demo" / "conda-meta").mkdir(parents=True)
-    conda = envsetup.interpreter_env(str(tmp_path / "envs" / "demo"), str(tmp_path / "envs" / "demo"))
-    assert (conda.kind, conda.name) == ("conda", "demo")
-    assert envsetup.interpreter_env("/usr", "/usr").kind == "system"
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3"), reason="needs a plain /usr/bin/python3")
+def test_shell_with_a_plain_python3_makes_python_that_interpreter(project, make, tmp_path):
+    """The bare machine: no `python` command, no environment; make chose /usr/bin/python3 (the toolbox's
+    packages reach it through PYTHONPATH here)."""
+    import sysconfig
+
+    plain = {"PYTHON": "/usr/bin/python3", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/bash",
+             "PYTHONPATH": sysconfig.get_paths()["purelib"], "VIRTUAL_ENV": ""}
+    result = make("shell", env=plain, input='readlink -f "$(command -v python)"\necho "venv=[$VIRTUAL_ENV]"\n')
+    assert result.stdout.splitlines()[:2] == [os.path.realpath("/usr/bin/python3"), "venv=[]"], result.stderr
+    assert "with python /usr/bin/python3 (no project environment found" in result.stderr
 
 
 # -- make tmux ----------------------------------------------------------------------------------------
@@ -213,6 +222,22 @@ def test_tmux_runs_the_target_detached_with_the_make_variables(project, make, tm
 
 
 @needs_tmux
+def test_tmux_runs_the_target_with_the_interpreter_make_chose_activated(project, make, tmux_env, tmp_path):
+    """A tmux server started earlier from another shell (other PATH, another venv) gives its sessions its own
+    environment; the target still runs as `make` would here: `python` is make's interpreter."""
+    elsewhere = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VIRTUAL_ENV": "/some/other/venv", **tmux_env}
+    subprocess.run(["tmux", "new-session", "-d", "-s", "earlier", "sleep 600"], env=elsewhere, check=True)
+    project.write("project.mk", """\
+        ## which python runs
+        which:
+        \t@printf '%s|%s\\n' "$$(command -v python)" "$$VIRTUAL_ENV" > which.txt
+    """)
+    result = make("tmux", "target=which", env=tmux_env)
+    assert result.returncode == 0, result.stderr
+    assert _wait_for(project.path / "which.txt") == f"{Path(sys.prefix) / 'bin' / 'python'}|{sys.prefix}\n"
+
+
+@needs_tmux
 def test_tmux_rejects_unknown_or_missing_targets_with_close_matches(project, make, tmux_env):
     project.write("project.mk", "train_model:\n\t@true\n")
     result = make("tmux", "target=train_modle", env=tmux_env)
@@ -233,7 +258,7 @@ def test_tmux_missing_is_a_clear_error(cli, monkeypatch, tmp_path):
 
 def test_make_targets_come_from_makes_database(project):
     project.write("project.mk", "VAR := 1\nbuild_data data.txt:\n\t@true\n%.o: %.c\n\t@true\n.hidden:\n\t@true\n")
-    targets = envtargets.make_targets()
+    targets = shell.make_targets()
     assert {"build_data", "data.txt", "local", "help", "upload", "up", "tmux"} <= targets
     assert not {"Makefile", "project.mk", ".hidden", "%.o", "VAR"} & targets
 
@@ -246,7 +271,7 @@ def test_make_targets_come_from_makes_database(project):
                  ["a=x y", "b=$HOME;", "c=it's \"q\"", "d=back\\slash", "e="], id="escapes"),
 ])
 def test_make_command_line_variables_parses_makeflags(makeflags, expected):
-    assert envtargets.make_command_line_variables({"MAKEFLAGS": makeflags}) == expected
+    assert shell.make_command_line_variables({"MAKEFLAGS": makeflags}) == expected
 
 
 def test_make_command_line_variables_round_trip_through_real_make(project, make):
@@ -268,14 +293,14 @@ def test_make_command_line_variables_round_trip_through_real_make(project, make)
     ("a:b", set(), "a-b"),
 ])
 def test_tmux_session_names(target, existing, expected):
-    assert envtargets.tmux_session_name(target, existing) == expected
+    assert shell.tmux_session_name(target, existing) == expected
 
 
 # -- make create_environment / test_environment -------------------------------------------------------
 def test_create_environment_with_requirements_makes_dot_venv_before_any_env_exists(project, make, wheelhouse):
     project.write("requirements.txt", "tinypkg==1.0\n")
     project.write("environment.yml", "name: demo\ndependencies:\n  - python=3.11\n")
-    conda = envsetup.find_conda()
+    conda = environment.find_conda()
     result = make("create_environment", env=offline_env(wheelhouse), timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     python = project.path / ".venv" / "bin" / "python"
@@ -285,7 +310,7 @@ def test_create_environment_with_requirements_makes_dot_venv_before_any_env_exis
     probe = subprocess.run([str(python), "-c", "import tinypkg_stub; print(tinypkg_stub.VALUE)"],
                            capture_output=True, text=True)
     assert probe.stdout.strip() == "tiny"
-    assert envsetup.missing_in(str(python), envsetup.toolbox_requirements()) == []
+    assert environment.missing_in(str(python), environment.toolbox_requirements()) == []
     assert "installed the toolbox's requirements" in result.stdout and "add them to requirements.txt" in result.stdout
     # a second run reuses .venv and has nothing to add
     again = make("create_environment", env=offline_env(wheelhouse), timeout=300)
@@ -305,11 +330,11 @@ def test_create_environment_with_uv_lock_syncs_dot_venv(project, make, wheelhous
     python = project.path / ".venv" / "bin" / "python"
     probe = subprocess.run([str(python), "-c", "import tinypkg_stub"], capture_output=True)
     assert probe.returncode == 0
-    assert envsetup.missing_in(str(python), envsetup.toolbox_requirements()) == []
+    assert environment.missing_in(str(python), environment.toolbox_requirements()) == []
     assert "uv add" in result.stdout  # told to put the toolbox's requirements into pyproject.toml
 
 
-@pytest.mark.skipif(envsetup.find_conda() is not None, reason="conda is installed here")
+@pytest.mark.skipif(environment.find_conda() is not None, reason="conda is installed here")
 def test_create_environment_needs_conda_for_environment_yml_alone(project, make):
     project.write("environment.yml", "name: demo\ndependencies:\n  - python=3.11\n")
     result = make("create_environment")
@@ -345,7 +370,7 @@ def test_create_environment_without_any_description(project, make):
 def test_dependency_tool_order(files, tool):
     base = dict.fromkeys(["environment.yml", "uv.lock", "poetry.lock", "requirements.txt", "pyproject.toml",
                           "poetry-pyproject"], False)
-    assert envsetup.dependency_tool({**base, **files}) == tool
+    assert environment.dependency_tool({**base, **files}) == tool
 
 
 def test_missing_requirements_compares_versions():
@@ -353,10 +378,46 @@ def test_missing_requirements_compares_versions():
 
     pytest_version = importlib.metadata.version("pytest")
     major = int(pytest_version.split(".")[0])
-    missing = envsetup.missing_requirements([
+    missing = environment.missing_requirements([
         "pytest>=1", f"pytest<{major}", f"pytest>={major},<{major + 1}", "surely-not-a-package-xyz",
         "PyYAML>=999", "pyyaml[extra]>=1", "pytest==1.0", "tomli>=1; python_version < '3.11'"])
     assert missing == [f"pytest<{major}", "surely-not-a-package-xyz", "PyYAML>=999", "pytest==1.0"]
+
+
+def test_missing_requirements_follows_pep_440_and_markers():
+    import importlib.metadata
+
+    major = int(importlib.metadata.version("pytest").split(".")[0])
+    missing = environment.missing_requirements([
+        f"pytest~={major}.0",            # >= major.0, < major+1
+        f"pytest~={major - 1}.0",        # >= major-1.0, < major: the installed major is too new
+        f"pytest>={major}.0.0rc1",       # pre-releases order before the release
+        f"pytest=={major}.*",
+        "surely-not-a-package-xyz; python_version >= '3'",  # a marker that holds: checked
+        "surely-not-a-package-abc; python_version < '3'",   # a marker that does not: skipped
+    ])
+    assert missing == [f"pytest~={major - 1}.0", "surely-not-a-package-xyz; python_version >= '3'"]
+
+
+def test_without_packaging_every_requirement_counts_as_missing(monkeypatch):
+    """An environment made before the toolbox needed `packaging` cannot verify versions: everything is
+    reinstalled (pip skips what is there) rather than only part of it."""
+    monkeypatch.setitem(sys.modules, "packaging.requirements", None)
+    assert environment.missing_requirements(["pytest>=1", "pyyaml"]) == ["pytest>=1", "pyyaml"]
+
+
+def test_missing_in_checks_another_interpreter_by_its_facts(linked_venv, tmp_path):
+    """A venv with its own (older) copy of a package and another python: its versions and markers count."""
+    site = subprocess.run([str(linked_venv), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stub_wheel(tmp_path, "tinypkg", "1.4.2")
+    with zipfile.ZipFile(tmp_path / "tinypkg-1.4.2-py3-none-any.whl") as wheel:
+        wheel.extractall(site)
+    facts = environment._installed_in(str(linked_venv), ["tinypkg"])
+    assert facts["versions"] == {"tinypkg": "1.4.2"}
+    assert facts["markers"]["python_version"] == ".".join(map(str, sys.version_info[:2]))
+    assert environment.missing_in(str(linked_venv), ["tinypkg~=1.4", "tinypkg~=1.5", "tinypkg>=1,!=1.4.2"]) == [
+        "tinypkg~=1.5", "tinypkg>=1,!=1.4.2"]
 
 
 def test_test_environment_checks_requirements_txt_and_leaves_no_files(project, make, linked_venv, wheelhouse):
@@ -395,7 +456,7 @@ def test_test_environment_checks_uv_lock(project, make, linked_venv, wheelhouse)
 
 
 # -- make lint ----------------------------------------------------------------------------------------
-@pytest.mark.skipif(envtargets.find_linter() is None, reason="neither ruff nor flake8 is installed")
+@pytest.mark.skipif(shell.find_linter() is None, reason="neither ruff nor flake8 is installed")
 def test_lint_reports_problems_in_src_but_not_in_the_toolbox(project, make):
     project.write("src/good.py", "VALUE = 1\n")
     project.write("src/bad.py", "import os\n\nX = '" + "x" * 130 + "'\n")
@@ -412,16 +473,16 @@ def test_lint_reports_problems_in_src_but_not_in_the_toolbox(project, make):
 
 def test_find_linter_none_when_nothing_is_installed(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
-    assert envtargets.find_linter(python=str(tmp_path / "bare" / "bin" / "python"), search_path=str(tmp_path)) is None
+    assert shell.find_linter(python=str(tmp_path / "bare" / "bin" / "python"), search_path=str(tmp_path)) is None
 
 
 def test_lint_command_respects_a_projects_own_config(project):
-    assert envtargets.lint_command("ruff", ["ruff"], ["src"]) == [
+    assert shell.lint_command("ruff", ["ruff"], ["src"]) == [
         "ruff", "check", "--line-length", "120", "--extend-select", "E501", "--extend-exclude", "src/toolbox", "src"]
     project.write("pyproject.toml", "[tool.ruff]\nline-length = 100\n")
-    assert envtargets.lint_command("ruff", ["ruff"], ["src"]) == [
+    assert shell.lint_command("ruff", ["ruff"], ["src"]) == [
         "ruff", "check", "--extend-exclude", "src/toolbox", "src"]
-    assert envtargets.lint_command("flake8", ["flake8"], ["src"])[:3] == ["flake8", "--max-line-length", "120"]
+    assert shell.lint_command("flake8", ["flake8"], ["src"])[:3] == ["flake8", "--max-line-length", "120"]
 
 
 # -- make clean ---------------------------------------------------------------------------------------
@@ -472,22 +533,22 @@ def _files(**present):
 def test_conda_plan_names_the_env_after_kube_yaml(project):
     """The conda path as far as a machine without conda allows: the plan (nothing runs)."""
     files = {**_files(environment_yml=True, requirements_txt=True)}
-    plan = envsetup.EnvironmentPlan(files, "/opt/conda/bin/conda")
+    plan = environment.EnvironmentPlan(files, "/opt/conda/bin/conda")
     assert plan.kind == "conda" and plan.conda_name == "demo"  # project_name of kube.yaml
     assert [text for text, _ in plan.steps()] == [
         "conda env create/update --name demo --file environment.yml",
         "pip install --requirement requirements.txt into the conda env demo",
         "the toolbox's own requirements, if missing"]
     project.kube_yaml("project_name: demo\nuser: alice\nnamespace: ns\nconda_env_name: research\n")
-    assert envsetup.EnvironmentPlan(files, "/opt/conda/bin/conda").conda_name == "research"
-    alone = envsetup.EnvironmentPlan(_files(environment_yml=True), "/opt/conda/bin/conda")
+    assert environment.EnvironmentPlan(files, "/opt/conda/bin/conda").conda_name == "research"
+    alone = environment.EnvironmentPlan(_files(environment_yml=True), "/opt/conda/bin/conda")
     assert [text for text, _ in alone.steps()][1:] == ["the toolbox's own requirements, if missing"]
 
 
 def test_venv_plans(project):
-    plan = envsetup.EnvironmentPlan(_files(requirements_txt=True), None)
+    plan = environment.EnvironmentPlan(_files(requirements_txt=True), None)
     assert (plan.kind, plan.prefix) == ("venv", str(project.path / ".venv"))
     assert [text for text, _ in plan.steps()][:2] == ["python -m venv .venv",
                                                     "pip install --requirement requirements.txt into ./.venv"]
     project.write("pyproject.toml", "[tool.ruff]\nline-length = 100\n")  # tool settings only: nothing to install
-    assert envsetup.project_files()["pyproject.toml"] is False
+    assert environment.project_files()["pyproject.toml"] is False

@@ -46,16 +46,6 @@ def secret_manifest(name="creds", labels=None):
 
 
 @pytest.fixture
-def core(kube_client):
-    return client.CoreV1Api(kube_client)
-
-
-@pytest.fixture
-def batch(kube_client):
-    return client.BatchV1Api(kube_client)
-
-
-@pytest.fixture
 def raw(kube_api, kubeconfig):
     """Plain HTTP against the double: (method, path, body=None, headers=None) -> urllib3 response."""
     http = urllib3.PoolManager()
@@ -84,8 +74,9 @@ def test_version_and_discovery_documents(kube_client, raw):
     assert json.loads(raw("GET", "/api").data)["serverAddressByClientCIDRs"]
     core_list = json.loads(raw("GET", "/api/v1").data)
     assert core_list["groupVersion"] == "v1"
-    assert {"pods", "pods/log", "pods/status", "pods/exec", "secrets", "configmaps", "namespaces", "events"} <= {
-        r["name"] for r in core_list["resources"]}
+    assert {"pods", "pods/log", "pods/status", "pods/exec", "secrets", "configmaps", "namespaces", "events",
+            "services", "services/status"} <= {r["name"] for r in core_list["resources"]}
+    assert [r["shortNames"] for r in core_list["resources"] if r["name"] == "services"] == [["svc"]]
     assert json.loads(raw("GET", "/apis").data)["groups"][0]["name"] == "batch"
     assert "jobs/status" in {r["name"] for r in json.loads(raw("GET", "/apis/batch/v1").data)["resources"]}
     index = json.loads(raw("GET", "/openapi/v3").data)["paths"]
@@ -728,8 +719,15 @@ def test_kubectl_apply_get_label_delete(kubectl, manifests, kube_api):
 
 def test_kubectl_get_watch_prints_table_rows(kubectl, kube_api):
     kube_api.seed(pod_manifest("p"))
-    threading.Timer(0.3, kube_api.set_pod_phase, ["p", "Running"]).start()
-    lines = check(kubectl("get", "pods", "-w", "--request-timeout=1s")).splitlines()
+
+    def kubelet():  # once kubectl has listed and started watching (a fixed delay races a loaded machine)
+        deadline = time.monotonic() + 10
+        while not kube_api.count("watch", "pods") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        kube_api.set_pod_phase("p", "Running")
+
+    threading.Thread(target=kubelet).start()
+    lines = check(kubectl("get", "pods", "-w", "--request-timeout=2s")).splitlines()
     assert [line.split()[:3] for line in lines] == [["NAME", "READY", "STATUS"], ["p", "0/1", "Pending"],
                                                    ["p", "1/1", "Running"]]
 

@@ -35,7 +35,7 @@ def test_failures_are_summarised_and_exit_non_zero(project, cli):
     assert result.code == 1
     rows = [line.split(None, 1)[1].rsplit(None, 1)[0] for line in result.out.splitlines()
             if line.startswith("alice-demo-m")]
-    assert rows == ["ok", "failed (exit 3)", "ok"]
+    assert rows == ["succeeded", "failed (exit 3)", "succeeded"]
     assert "2 succeeded, 1 failed, 0 not run or stopped, of 3" in result.out
 
 
@@ -132,6 +132,9 @@ def test_local_first_runs_only_the_first_cell(project, cli):
                         "run:\n  - {hparam: {x: 1}}\n  - {hparam: {x: 2}}\n")
     result = cli("local-first")
     assert "cell 1" in result.out and "cell 2" not in result.out
+    project.launch_yaml("model:\n  m:\n    command: echo cell <x> on $CUDA_VISIBLE_DEVICES\n    hparam: {x: [1, 2]}\n")
+    result = cli("local-first", gpus="2,3")
+    assert re.findall(r"^cell .*$", result.out, re.M) == ["cell 1 on 2"]
 
 
 def test_local_dryrun_and_plan(project, cli):
@@ -177,3 +180,49 @@ def test_a_non_utf8_env_file_is_a_clear_error(project, cli):
     project.launch_yaml("model:\n  m: {command: x}\n")
     result = cli("plan")
     assert result.code == 2 and result.err.startswith("error: .env: not UTF-8 text (byte 2)")
+
+
+def test_the_state_file_records_every_cell(project, cli):
+    project.launch_yaml("model:\n  m:\n    command: echo <x>; test <x> != b || exit 3\n"
+                        "    hparam: {x: [a, b], _h: z}\n  n: {command: 'true'}\n"
+                        "dataset:\n  d1: {}\nrun: {model: [m, n]}\n")
+    assert cli("local", fail_fast="true").code == 1
+    state = json.loads((project.path / "build" / "local-state.json").read_text())
+    assert state["version"] == 1 and isinstance(state["updated"], float)
+    assert state["grid"] == {"models": ["m", "n"], "datasets": ["d1"]}
+    cells = list(state["cells"].values())
+    assert [(c["model"], c["dataset"], c["hparams"], c["state"], c["exit_code"], c["log"], c["gpus"])
+            for c in cells] == [("m", "d1", {"x": "a", "_h": "z"}, "succeeded", 0, None, None),
+                                ("m", "d1", {"x": "b", "_h": "z"}, "failed", 3, None, None),
+                                ("n", "d1", {}, "not run", None, None, None)]
+    assert all(isinstance(c["started"], float) and c["seconds"] >= 0 for c in cells[:2])
+    assert cells[2]["started"] is None and cells[2]["seconds"] is None
+    assert not list((project.path / "build").glob(".*tmp"))   # written through a temporary file, renamed
+
+    assert cli("local", jobs=2, gpus="0,1").code == 1
+    cells = json.loads((project.path / "build" / "local-state.json").read_text())["cells"]
+    gpus = [c["gpus"] for c in cells.values()]
+    assert sorted(gpus[:2]) == ["0", "1"] and gpus[2] in ("0", "1")   # the third takes the first freed GPU
+    assert all(c["log"] == f"logs/{name}.log" for name, c in cells.items())
+
+
+def test_logs_existing_as_a_file_is_a_clear_error_before_anything_runs(project, cli):
+    project.launch_yaml("model:\n  m:\n    command: touch ran<x>\n    hparam: {x: [1, 2]}\n")
+    (project.path / "logs").write_text("notes\n")
+    result = cli("local", jobs=2)
+    assert result.code == 2
+    assert result.err.startswith("error: logs: exists but is not a folder\n")
+    assert not list(project.path.glob("ran*"))
+
+
+@pytest.mark.parametrize("make_vars, message", [
+    ({"gpus_per_run": "0"}, "error: gpus_per_run=0: expected at least 1"),
+    ({"gpus": ",", "jobs": "2"}, "error: gpus=,: no GPU id given"),
+    ({"model": ","}, "error: model=,: no model name given\n    valid: m"),
+    ({"dataset": " , "}, "error: dataset= , : no dataset name given"),
+])
+def test_empty_or_zero_make_values_say_what_is_wrong(project, cli, make_vars, message):
+    project.launch_yaml("model:\n  m: {command: touch ran}\ndataset:\n  d: {}\n")
+    result = cli("local", **make_vars)
+    assert result.code == 2 and result.err.startswith(message), result.err
+    assert not (project.path / "ran").exists()

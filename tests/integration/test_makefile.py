@@ -91,15 +91,33 @@ def test_inside_the_toolbox_checkout_only_development_targets_work():
     assert subprocess.run(["make", "help"], cwd=ROOT, capture_output=True).returncode == 0
 
 
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "protocol.file.allow=always"]
+
+
+def _working_tree_repo(target):
+    """A git repository holding this checkout's files as they are now (committed or not), so that the
+    submodule below is the code under test rather than the last commit."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        source = ROOT / rel
+        if source.is_file() or source.is_symlink():
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / rel, follow_symlinks=False)
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
+        subprocess.run([*GIT, *cmd], cwd=target, check=True, capture_output=True)
+    return target
+
+
 @pytest.mark.skipif(not shutil.which("git"), reason="git is required")
 def test_readme_install_steps_with_a_real_submodule(tmp_path):
     """README 'Install': git submodule add, two symlinks, then `make local` prints the seed's output."""
     example = tmp_path / "example"
     shutil.copytree(ROOT / "examples" / "quickstart", example)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "protocol.file.allow=always"]
+    toolbox = _working_tree_repo(tmp_path / "toolbox")
     run = lambda *cmd: subprocess.run(cmd, cwd=example, check=True, capture_output=True, text=True)  # noqa: E731
     run("git", "init", "-q")
-    run(*git, "submodule", "add", "-q", str(ROOT), "src/toolbox")
+    run(*GIT, "submodule", "add", "-q", str(toolbox), "src/toolbox")
     run("ln", "-s", "src/toolbox/launch.py", ".")
     run("ln", "-s", "src/toolbox/Makefile", ".")
     result = subprocess.run(["make", "local", f"PYTHON={sys.executable}"], cwd=example, capture_output=True,

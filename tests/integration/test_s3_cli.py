@@ -1,4 +1,4 @@
-"""The S3 make targets' handlers through launch.py (in-process), against the moto server."""
+"""The S3 make targets' handlers through launch.py (in-process), against both S3 test servers."""
 import io
 import sys
 
@@ -16,7 +16,7 @@ class Keyboard(io.StringIO):
 
 @pytest.fixture
 def s3cli(s3, cli):
-    """`cli` with the moto bucket configured (S3 settings in the environment)."""
+    """`cli` with the test bucket configured (S3 settings in the environment)."""
     return cli
 
 
@@ -52,6 +52,12 @@ def test_settings_errors(s3, s3cli, monkeypatch):
     r = s3cli("list")
     assert (r.code, r.err) == (2, "error: S3_BACKEND=fast: unknown backend\n    valid: auto, s5cmd, boto3\n")
     monkeypatch.setenv("S3_BACKEND", "boto3")
+    for value in ("nan", "inf", "soon"):
+        monkeypatch.setenv("S3_RETRY_SECONDS", value)
+        assert s3cli("list").err == f"error: S3_RETRY_SECONDS={value}: expected a number of seconds (0 or more)\n"
+    monkeypatch.setenv("S3_RETRY_SECONDS", "-1")
+    assert s3cli("list").err == "error: S3_RETRY_SECONDS=-1: must be at least 0\n"
+    monkeypatch.delenv("S3_RETRY_SECONDS")
     monkeypatch.setenv("S3_BUCKET_NAME", "s3://bucket")
     assert s3cli("list").err == ("error: S3_BUCKET_NAME=s3://bucket: expected a bare bucket name "
                                  "(no s3://, '/' or spaces)\n")
@@ -76,7 +82,8 @@ def test_an_unknown_bucket_is_one_line_with_a_hint(s3, s3cli, monkeypatch):
 
 def test_bad_patterns_are_usage_errors(s3, s3cli):
     r = s3cli("download", file="../../etc")
-    assert r.code == 2 and r.err.startswith("error: file=../../etc: '..' is not allowed\n")
+    assert r.code == 2 and r.err.startswith("error: file=../../etc: '..' leads outside the project root and the "
+                                            "bucket\n")
     assert "Traceback" not in r.err
 
 
@@ -208,3 +215,33 @@ def test_credentials_never_appear_in_output(s3, s3cli, project, monkeypatch):
     text = "\n".join(outputs)
     assert "transfers failed" in text and "NoSuchBucket" in text      # the failures did happen
     assert SECRET_KEY not in text and ACCESS_KEY not in text
+
+
+def test_credentials_in_the_endpoint_url_are_never_shown(s3, s3cli, project, monkeypatch):
+    """S3_ENDPOINT_URL=http://user:password@host: every message shows http://***@host instead."""
+    import socket
+
+    make_tree(project.path, {"d/a": "a"})
+    s3.seed({"d/x": "x"})
+    s3.cut_bodies(100, keep=0)
+    live = s3.url.replace("http://", "http://someuser:endpointpass@")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://someuser:endpointpass@127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("S3_RETRY_SECONDS", "0")
+    outputs = []
+    for backend in ("s5cmd", "boto3"):
+        monkeypatch.setenv("S3_BACKEND", backend)
+        for endpoint, commands in ((live, ["download"]), (dead, ["download", "upload"])):
+            monkeypatch.setenv("S3_ENDPOINT_URL", endpoint)
+            for command in commands:
+                r = s3cli(command, file="d/x" if command == "download" else "d/")
+                assert r.code == 1, r
+                outputs.append(r.out + r.err)
+    text = "\n".join(outputs)
+    assert "***@127.0.0.1" in text and "cannot connect to the S3 endpoint" in text     # the failures did happen
+    assert "endpointpass" not in text and "someuser" not in text
+    monkeypatch.setenv("S3_ENDPOINT_URL", "ftp://someuser:endpointpass@host")
+    r = s3cli("find", file="d/")
+    assert (r.code, r.err) == (2, "error: S3_ENDPOINT_URL=ftp://***@host: expected a URL starting with http:// or "
+                                  "https://\n")

@@ -1,8 +1,11 @@
-"""The S3 contract: one test class, inherited by both backends (s5cmd and boto3), against moto's real
-S3 server. Every transfer row of the semantics table, skip-unchanged (counted on the server), atomic
-downloads, retries, anonymous access.
+"""The S3 contract: one test class, inherited by both backends (s5cmd and boto3), against both S3 test
+servers (moto and Ceph RGW). Every transfer row of the semantics table, skip-unchanged (counted on the
+server), atomic downloads, retries, anonymous access, symbolic links, protected names, leftovers of killed
+runs.
 """
 import os
+import subprocess
+import time
 
 import pytest
 
@@ -20,7 +23,7 @@ TREE = {
     "Model/Yelp/t5_model_12weeks_wise-sky-249_epoch_1418/config.json": "{}",
     "runs/a[1]/x": "bracket", "runs/a1/x": "no bracket",
     "odd/my file;'q\".txt": "hostile", "odd/$HOME `id`.txt": "dollar", "odd/uni-é✓.txt": "unicode",
-    "odd/carriage\rreturn.txt": "carriage return", "odd/-dash": "dash",
+    "odd/carriage\rreturn.txt": "carriage return", "odd/-dash": "dash", "odd/star*q?mark\\back.txt": "globs",
 }
 DATA = ["data/.hidden", "data/1.txt", "data/10.txt", "data/2.txt", "data/sub/3.txt"]
 ODD = sorted(k for k in TREE if k.startswith("odd/"))
@@ -40,6 +43,9 @@ ROWS = [
     pytest.param("runs/a[1]", ["runs/a[1]/x"], id="10-brackets-literal"),
     pytest.param("odd/", ODD, id="11-spaces-quotes-dollar-unicode-control-chars-literal"),
     pytest.param("./data/1.txt", ["data/1.txt"], id="12-leading-dot-slash"),
+    pytest.param("data//1.txt", ["data/1.txt"], id="16-double-slash-is-one"),
+    pytest.param("data/sub/3.txt/../", ["data/sub/3.txt"], id="17-dot-dot-resolved-trailing-slash-kept"),
+    pytest.param("data/./sub/..", DATA, id="17-dot-and-dot-dot-name-a-folder"),
 ]
 
 
@@ -107,9 +113,9 @@ class S3Contract:
         assert self.s3.kinds() == ["LIST"]
 
     def test_unchanged_download_sends_only_list_requests_and_sets_mtime(self):
-        self.s3.seed({f"data/{i}.txt": f"content {i}" for i in range(20)}, mtime=1_600_000_000)
+        self.s3.seed({f"data/{i}.txt": f"content {i}" for i in range(20)})
         assert len(s3utils.download_s3_path("data", progress=False)) == 20
-        assert os.stat("data/7.txt").st_mtime == 1_600_000_000
+        assert os.stat("data/7.txt").st_mtime == self.s3.last_modified("data/7.txt")
         self.s3.clear_log()
         again = s3utils.download_s3_path("data", progress=False)
         assert list(again) == [] and len(again.skipped) == 20
@@ -181,6 +187,93 @@ class S3Contract:
         assert list(result) == ["d/a"] and result.deleted == ["d/stale/x"]
         assert read_tree(".") == {"d/a": b"a", "d.txt": b"sibling"}
 
+    def test_sync_up_delete_keeps_what_a_linked_folder_holds(self):
+        """`file=data/imagenet/` uploads through the link; `sync file=data/ delete=true` must see the same
+        files, not delete their objects."""
+        make_tree("", {"data/own.txt": "own", "shared/imagenet/x.jpg": "x", "shared/imagenet/sub/y.jpg": "y"})
+        os.symlink("../shared/imagenet", "data/imagenet")
+        assert list(s3utils.upload_s3_path("data/imagenet/", progress=False)) == \
+            ["data/imagenet/sub/y.jpg", "data/imagenet/x.jpg"]
+        self.s3.put("data/gone.txt", "its local file is a dangling link: still a local source")
+        os.symlink("nowhere", "data/gone.txt")
+        result = s3utils.sync_s3_path("data/", "up", delete=True, progress=False)
+        assert list(result) == ["data/own.txt"] and result.deleted == []
+        assert result.skipped == ["data/imagenet/sub/y.jpg", "data/imagenet/x.jpg"]
+        assert self.s3.keys() == ["data/gone.txt", "data/imagenet/sub/y.jpg", "data/imagenet/x.jpg", "data/own.txt"]
+
+    def test_links_are_followed_but_never_in_a_loop_nor_to_credentials(self, capfd):
+        make_tree("", {"data/a.txt": "a", ".env": "TOKEN=secret", ".aws/credentials": "[default]",
+                       "home/.ssh/id_rsa": "private key"})
+        os.symlink("../.env", "data/settings.txt")              # a file link to the project's .env
+        os.symlink("../.aws", "data/cloud")                     # a folder link to credentials
+        os.symlink("../home/.ssh", "data/keys")
+        os.symlink(".", "data/loop")                            # a folder link to its own folder
+        assert list(s3utils.upload_s3_path("data/", progress=False)) == ["data/a.txt"]
+        with pytest.raises(S3Error, match="no local file matches"):    # even named, the link leads to .env
+            s3utils.upload_s3_path("data/settings.txt", progress=False)
+        err = capfd.readouterr().err
+        for name in ("data/settings.txt", "data/cloud", "data/keys"):
+            assert f"warning: {name}: a symbolic link to " in err and "a protected path: skipped" in err
+        assert "warning: data/loop: a symbolic link to " in err and "not followed (a loop)" in err
+        assert self.s3.keys() == ["data/a.txt"]
+        assert list(s3utils.upload_s3_path(".env", progress=False)) == [".env"]   # named: on purpose
+
+    def test_credentials_are_uploaded_only_when_named(self):
+        make_tree("", {"a.txt": "a", ".env.local": "S=1", ".envrc": "export S=1", ".aws/credentials": "[x]",
+                       ".ssh/id_rsa": "key", ".git/HEAD": "ref", "sub/.env.prod": "S=2", ".github/ci.yml": "ci"})
+        assert list(s3utils.upload_s3_path("*", progress=False)) == [".github/ci.yml", "a.txt"]
+        assert list(s3utils.upload_s3_path(".env.local", progress=False)) == [".env.local"]
+        assert list(s3utils.upload_s3_path(".aws/", progress=False)) == [".aws/credentials"]
+        assert list(s3utils.upload_s3_path("*/.env*", progress=False)) == ["sub/.env.prod"]
+        assert self.s3.keys() == [".aws/credentials", ".env.local", ".github/ci.yml", "a.txt", "sub/.env.prod"]
+        result = s3utils.sync_s3_path("*", "down", delete=True, progress=False)
+        assert result.deleted == [] and os.path.exists(".envrc") and os.path.exists(".ssh/id_rsa")
+
+    def test_leftovers_of_a_killed_run_are_swept(self):
+        self.s3.seed({"d/a": "a", "d/sub/b": "b", "e/x": "x"})
+        dead = subprocess.Popen(["true"])
+        dead.wait()                                             # a pid that no longer runs
+        old, recent = time.time() - 3600, time.time() + 3600
+        leftovers = {f"d/.toolbox-{dead.pid}-0123456789abcdef.part": old,          # a killed download
+                     f"d/sub/.toolbox-{dead.pid}-00112233445566ff.part/b": old,    # a killed staging folder
+                     f"e/.toolbox-{dead.pid}-aaaaaaaaaaaaaaaa.part": old,          # next to a single file
+                     f"d/.toolbox-{os.getppid()}-bbbbbbbbbbbbbbbb.part": old,      # its writer still runs
+                     f"d/.toolbox-{dead.pid}-cccccccccccccccc.part": recent}       # newer than this run
+        make_tree("", {path: "partial" for path in leftovers})
+        for path, mtime in leftovers.items():
+            os.utime(path.rsplit("/", 1)[0] if path.endswith("/b") else path, (mtime, mtime))
+        assert list(s3utils.download_s3_path("d/", progress=False)) == ["d/a", "d/sub/b"]
+        assert list(s3utils.download_s3_path("e/x", progress=False)) == ["e/x"]
+        assert read_tree(".") == {"d/a": b"a", "d/sub/b": b"b", "e/x": b"x",
+                                  f"d/.toolbox-{os.getppid()}-bbbbbbbbbbbbbbbb.part": b"partial",
+                                  f"d/.toolbox-{dead.pid}-cccccccccccccccc.part": b"partial"}
+
+    # ------------------------------------------------------------ paths written like a shell would, the API
+    def test_an_absolute_path_inside_the_project_is_taken_relative(self):
+        make_tree("", {"out/batch/parsed.h5": "h5", "data/train/iter0.h5": "0", "data/train/iter1.h5": "1"})
+        root = os.getcwd()
+        assert list(s3utils.upload_s3_path(f"{root}/out/batch//parsed.h5", progress=False)) == ["out/batch/parsed.h5"]
+        assert list(s3utils.upload_s3_path("data/train/iter0.h5/../", progress=False)) == \
+            ["data/train/iter0.h5", "data/train/iter1.h5"]
+        copy = os.path.join(root, "copy")
+        assert list(s3utils.download_s3_path(f"{copy}/out//batch/", local_path=copy, progress=False)) == \
+            ["out/batch/parsed.h5"]
+        assert read_tree("copy") == {"out/batch/parsed.h5": b"h5"}
+        for outside in ("../x", "data/../../x", "/etc/passwd", f"{root}/../x"):
+            with pytest.raises(S3Error) as info:
+                s3utils.upload_s3_path(outside, progress=False)
+            assert info.value.exit_code == 2
+        assert self.s3.keys() == ["data/train/iter0.h5", "data/train/iter1.h5", "out/batch/parsed.h5"]
+
+    def test_the_python_api_keeps_two_positional_parameters(self):
+        make_tree("src", {"data/a.txt": "a"})
+        assert list(s3utils.upload_s3_path("data/", "src", progress=False)) == ["data/a.txt"]
+        assert list(s3utils.download_s3_path(s3_path="data/", local_path="dst", progress=False)) == ["data/a.txt"]
+        for call in (s3utils.download_s3_path, s3utils.upload_s3_path):
+            with pytest.raises(TypeError):            # a third positional (api_call, in older scripts) is refused
+                call("data/", "dst", True)
+        assert read_tree("dst") == {"data/a.txt": b"a"}
+
     # ------------------------------------------------------------ failures
     def test_interrupted_download_leaves_the_old_file_and_no_partial_file(self):
         make_tree("", {"d/a.txt": "old content"}, mtime=1_500_000_000)
@@ -211,6 +304,7 @@ class S3Contract:
         assert read_tree(".") == {"d/b": b"b"}
 
     def test_anonymous_access_without_keys(self, monkeypatch):
+        self.s3.allow_public_listing()
         self.s3.client.put_object(Bucket=self.s3.bucket, Key="pub/a", Body=b"a", ACL="public-read")
         self.s3.client.put_object(Bucket=self.s3.bucket, Key="pub/private", Body=b"p")
         for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):

@@ -1,4 +1,4 @@
-"""`make monitor`: the real launch.py in a subprocess watching a folder, uploading to the moto server.
+"""`make monitor`: the real launch.py in a subprocess watching a folder, uploading to the S3 test servers.
 
 No timing assertions: the tests wait (with generous limits) for what the server shows.
 """

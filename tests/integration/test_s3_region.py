@@ -1,7 +1,7 @@
 """Regional endpoints (S3_REGIONS): the region with the fastest round trip is chosen, and both backends
 then talk to its endpoint, with its keys and bucket.
 
-Regions are real listeners: TCP proxies in front of the moto server, one of them answering 300 ms late,
+Regions are real listeners: TCP proxies in front of the S3 test server, one of them answering 300 ms late,
 plus a closed port. The proxies record the request lines and the access key of every signed request they forward, so a test
 sees which region each backend used.
 """
@@ -95,6 +95,7 @@ def regions(s3, monkeypatch):
     proxies = {"WEST": DelayProxy(upstream, 0.3), "EAST": DelayProxy(upstream, 0)}
     urls = dict({name: p.url for name, p in proxies.items()}, CENTRAL=f"http://127.0.0.1:{closed_port()}")
     s3.client.create_bucket(Bucket="bucket-east")
+    s3.allow_keys(KEYS.values())                 # RGW checks signatures: each region's keys must be valid
     for name, url in urls.items():
         monkeypatch.setenv(f"S3_ENDPOINT_URL_{name}", url)
         monkeypatch.setenv(f"AWS_ACCESS_KEY_ID_{name}", KEYS[name][0])

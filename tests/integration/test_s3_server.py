@@ -1,5 +1,5 @@
 """The local S3 API server: the real `launch.py server` / `make server` in a subprocess, the real client
-functions of toolbox.s3utils, the moto server behind.
+functions of toolbox.s3utils, the S3 test servers behind.
 
 The S3 settings are in the server's environment only: the test process (the clients) has none, so any
 operation that did not go through the server would fail with "S3_BUCKET_NAME: not set".
@@ -84,7 +84,7 @@ class ServerProcess:
 
 
 class Hold(Fault):
-    """Hold matching S3 requests on the moto side until `release` is set: a slow operation in flight."""
+    """Hold matching S3 requests on the server side until `release` is set: a slow operation in flight."""
 
     def __init__(self, match, count=1):
         super().__init__(count, match)
@@ -159,7 +159,8 @@ def test_every_command_through_the_server(api, s3, project):
     assert read_tree(project.path / "copy") == {"data/1.txt": b"one", "data/sub/2.txt": b"two"}
     again = download_s3_path("data/", local_path="copy", api_call=True)
     assert list(again) == [] and again.skipped == KEYS
-    assert send_request("alive") == {"result": "alive"}
+    assert send_request("alive") == {"result": "alive", "server": {
+        "root": os.path.realpath(project.path), "bucket": s3.bucket, "endpoint": s3.url}}
 
     with pytest.raises(S3Error) as err:
         download_s3_path("nothing/", api_call=True)
@@ -197,7 +198,8 @@ def test_only_authenticated_posts_are_served(api, project):
 
     assert post(api.port, {"command": "alive"})[0] == 401
     assert post(api.port, {"command": "alive"}, token="wrong" + token)[0] == 401
-    assert post(api.port, {"command": "alive"}, token=token) == (200, b'{"result": "alive"}')
+    status, data = post(api.port, {"command": "alive"}, token=token)
+    assert status == 200 and json.loads(data)["result"] == "alive"
     assert post(api.port, {"command": "alive"}, token=token, path="/.env")[0] == 404
     for path in ("/.env", "/", "/launch.py", "/config/kube.yaml"):
         for auth in (None, token):
@@ -367,3 +369,94 @@ def _seconds(text):
 
 def _backend(text):
     return re.search(r"\((s5cmd|boto3)\)", text).group(1)
+
+
+def test_a_server_of_another_project_refuses_the_work(api, s3, project, tmp_path, monkeypatch):
+    """Project B's server holds the port; project A's `remove_s3_path(..., api_call=True)` must not
+    delete B's objects (nor anything else): the server states its project, the client's request is refused."""
+    s3.seed({"data/1.txt": "B's object", "data/2.txt": "B's too"})
+    server = api.start()                                     # project B: the `project` folder
+    other = tmp_path / "project-a"                           # project A: another folder, same port
+    other.mkdir()
+    monkeypatch.chdir(other)
+    for call in (lambda: remove_s3_path("data/", api_call=True), lambda: get_s3_objects("data/", api_call=True),
+                 lambda: download_s3_path("data/", api_call=True)):
+        with pytest.raises(S3Error) as err:
+            call()
+        assert err.value.exit_code == 2
+        assert str(err.value) == (f"127.0.0.1:{api.port}: this S3 API server belongs to another project: it "
+                                  f"serves the project {os.path.realpath(project.path)}, not {os.path.realpath(other)}")
+        assert "S3_API_PORT" in err.value.hint
+    assert s3.keys() == ["data/1.txt", "data/2.txt"] and not (other / "data").exists()
+
+    monkeypatch.chdir(project.path)                          # B's own folder, but A's bucket
+    monkeypatch.setenv("S3_BUCKET_NAME", "project-a-bucket")
+    with pytest.raises(S3Error, match="it uses the bucket toolbox-test, this project project-a-bucket"):
+        remove_s3_path("data/", api_call=True)
+    assert s3.keys() == ["data/1.txt", "data/2.txt"]
+
+    monkeypatch.setenv("S3_BUCKET_NAME", s3.bucket)          # B itself, from a sub-folder: served
+    (project.path / "src" / "scripts").mkdir(parents=True)
+    monkeypatch.chdir(project.path / "src" / "scripts")
+    assert get_s3_objects("data/", api_call=True) == ["data/1.txt", "data/2.txt"]
+    assert send_request("alive")["server"]["root"] == os.path.realpath(project.path)   # it says whose it is
+    assert shutdown_server() is True and server.wait_exit() == 0
+
+
+def test_a_client_without_the_token_cannot_keep_the_server_running(api):
+    server = api.start(initial_timeout=1, idle_timeout=1)
+    stop = threading.Event()
+
+    def pester():                                            # requests without the token, and a silent connection
+        silent = socket.create_connection(("127.0.0.1", api.port))
+        try:
+            while not stop.is_set():
+                try:
+                    post(api.port, {"command": "alive"})
+                except OSError:
+                    return
+                time.sleep(0.1)
+        finally:
+            silent.close()
+
+    thread = threading.Thread(target=pester, daemon=True)
+    thread.start()
+    try:
+        assert server.wait_exit() == 0
+    finally:
+        stop.set()
+    assert "s3 api: stopped (no request within 1 s of start)" in server.output
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"command": "find", "path": "data/\x00x"}, "file=data/\\0x"),
+    ({"command": "find", "path": "data/\ud800"}, "file=data/\\ud800"),
+    ({"command": "download", "path": "data/", "local_path": "x\x00y"}, "local_path=x\\0y"),
+    ({"command": "download", "path": "data/", "local_path": "x\udcff"}, "local_path=x\\udcff"),
+])
+def test_nul_and_surrogates_are_bad_requests_not_server_errors(api, body, field):
+    api.start()
+    status, data = post(api.port, body, token=api.token.read_text())
+    answer = json.loads(data)
+    assert status == 400 and answer["exit_code"] == 2, answer
+    assert answer["error"].startswith(field + ": ")
+    assert send_request("alive")["result"] == "alive"        # and it keeps serving
+
+
+def test_the_token_folder_is_private_even_when_it_existed(api, project, tmp_path, monkeypatch):
+    """~/.cache/kube-toolbox may have been made 0755 by another part of the toolbox (the template cache):
+    the server makes it 0700 before writing the token there."""
+    home = tmp_path / "home"
+    (home / ".cache" / "kube-toolbox" / "jinja").mkdir(parents=True, mode=0o755)
+    os.chmod(home / ".cache" / "kube-toolbox", 0o755)
+    env = dict(api.env, HOME=str(home))
+    env.pop("XDG_RUNTIME_DIR", None)
+    server = ServerProcess([sys.executable, "launch.py", "server"], project.path, env)
+    try:
+        server.wait_for("s3 api: serving")
+        token = home / ".cache" / "kube-toolbox" / f"s3-api-{api.port}.token"
+        assert token.exists()
+        assert oct(token.parent.stat().st_mode & 0o777) == "0o700"
+        assert oct(token.stat().st_mode & 0o777) == "0o600"
+    finally:
+        server.kill()

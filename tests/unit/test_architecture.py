@@ -8,7 +8,7 @@ from conftest import ROOT
 
 # Layers, lowest first. A module may import its own package and any lower layer, never a sibling of the
 # same rank nor anything above it.
-RANKS = {"toolbox": 0, "errors": 0, "core": 1, "local": 2, "kube": 2, "s3": 2, "devtools": 2,
+RANKS = {"toolbox": 0, "errors": 0, "core": 1, "local": 2, "kube": 2, "s3": 2, "devtools": 2, "report": 2,
          "kubeutils": 3, "s3utils": 3, "utils": 3, "cli": 4, "launch": 5}
 # Imports inside functions are allowed only to defer a heavy third-party package until it is needed.
 DEFERRED = {("launch", "cli.main"),                 # launch.py registers the package first

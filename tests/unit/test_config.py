@@ -1,5 +1,6 @@
 """Config loading and validation: a catalogue of broken configs with exact messages, and precedence."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -82,15 +83,31 @@ BROKEN = [
          "a model entry\n    set it in config/kube.yaml"],
         id="project-field-in-model"),
     pytest.param(
-        "project_name: other\nmodel:\n  a: {command: run}\n",
-        ["error: config/launch.yaml:1:15: project_name: 'project_name' is 'other' here but 'demo' in "
-         "config/kube.yaml\n    project-wide fields must agree; remove it here or make them equal"],
-        id="project-name-conflict"),
+        "model:\n  a:\n    command: run\n    cpu_count: .inf\n    shared: .NaN\n",
+        ["error: config/launch.yaml:4:16: model.a.cpu_count: expected a finite number, got .inf",
+         "error: config/launch.yaml:5:13: model.a.shared: expected a finite number, got .nan"],
+        id="not-finite-numbers"),
     pytest.param(
-        "model:\n  a:\n    command: run\n    gpu_whitelist: [A10]\n    gpu_blacklist: [A100]\n",
-        ["error: config/launch.yaml:5:20: model.a.gpu_blacklist: both gpu_whitelist and gpu_blacklist are set;"
-         " choose one\n    a whitelist allows only the listed values; a blacklist allows all others"],
-        id="white-and-black-list"),
+        "model:\n  a:\n    command: run\n    hparam: {_memory: [8, nan], _cpu_count: -inf}\n",
+        ["error: config/launch.yaml:4:27: model.a.hparam._memory[1]: hparam '_memory' overrides the cluster field "
+         "'memory': expected a finite number, got 'nan'",
+         "error: config/launch.yaml:4:45: model.a.hparam._cpu_count: hparam '_cpu_count' overrides the cluster "
+         "field 'cpu_count': expected a finite number, got '-inf'"],
+        id="not-finite-overrides"),
+    pytest.param(
+        "model:\n  a: {command: \"run\\0x\"}\n",
+        ["error: config/launch.yaml:2:16: model.a.command: contains a NUL character (\\0): no command, argument "
+         "or variable can hold it"],
+        id="nul-escape"),
+    pytest.param(
+        "model:\n  a: {command: run\x01x}\n",
+        ["error: config/launch.yaml:2:19: the character U+0001 is not allowed in YAML\n    remove it (often pasted from a terminal or another program by mistake)"],
+        id="control-character"),
+    pytest.param(
+        "model:\n  a: &a\n    command: run\n    hparam: {x: *a}\n",
+        ["error: config/launch.yaml:2:6: model.a.hparam.x: an alias refers to the anchor it is inside of (a "
+         "recursive alias)\n    aliases (*name) may only repeat a block defined before and outside of them"],
+        id="recursive-alias"),
     pytest.param(
         "model:\n  a:\n    command: run\n    hparam: {_gpu_count: [1, two]}\n",
         ["error: config/launch.yaml:4:30: model.a.hparam._gpu_count[1]: hparam '_gpu_count' overrides the cluster "
@@ -222,12 +239,15 @@ def test_map_fields_merge_key_by_key(project):
     assert cell.settings["volumes"] == {"data": "/data", "home": "/home", "scratch": "/scratch"}
 
 
-def test_whitelist_at_higher_layer_replaces_lower_blacklist(project):
-    project.kube_yaml(KUBE + "gpu_blacklist: [NVIDIA-A10]\n")
-    project.launch_yaml("model:\n  m:\n    command: run\n    gpu_whitelist: [NVIDIA-A100]\n")
+def test_whitelist_and_blacklist_are_two_fields(project):
+    # each list replaces only its own kind below it: kube.yaml's blacklist still applies under a model's
+    # whitelist (both together are valid: a node must be in the one and not in the other)
+    project.kube_yaml(KUBE + "gpu_blacklist: [NVIDIA-A10]\nhostname_whitelist: [n1]\n")
+    project.launch_yaml("model:\n  m:\n    command: run\n    gpu_whitelist: [NVIDIA-A100]\n"
+                        "    hostname_blacklist: [n2]\n")
     (cell,) = expand(load_config(".")).cells
-    assert cell.settings["gpu_whitelist"] == ["NVIDIA-A100"]
-    assert cell.settings["gpu_blacklist"] is None
+    assert cell.settings["gpu_whitelist"] == ["NVIDIA-A100"] and cell.settings["gpu_blacklist"] == ["NVIDIA-A10"]
+    assert cell.settings["hostname_whitelist"] == ["n1"] and cell.settings["hostname_blacklist"] == ["n2"]
 
 
 def test_null_resets_to_default(project):
@@ -262,6 +282,66 @@ def test_launch_root_may_repeat_project_name(project):
     project.kube_yaml(KUBE)
     project.launch_yaml("project_name: demo\nmodel:\n  m: {command: run}\n")
     assert load_config(".").project["project_name"] == "demo"
+
+
+def test_launch_root_project_fields_win_everywhere(project, cli):
+    project.kube_yaml(KUBE + "s3_endpoint_map: {https://a: http://in-a}\n")
+    project.launch_yaml("project_name: other\nuser: bob\ns3_endpoint_map: {https://b: http://in-b}\n"
+                        "model:\n  m: {command: run}\n")
+    config = load_config(".")
+    assert config.project["s3_endpoint_map"] == {"https://a": "http://in-a", "https://b": "http://in-b"}
+    (cell,) = expand(config).cells
+    assert cell.name.startswith("bob-other-m-")
+    s = cell.settings
+    assert (s["project_name"], s["user"], s["namespace"]) == ("other", "bob", "ns")
+    assert s["image"] == "gitlab-registry.nrp-nautilus.io/bob/other:latest"
+    assert (s["image_pull_secrets"], s["conda_env_name"]) == ("other-read-registry", "other")
+    plan = cli("plan")
+    assert plan.code == 0, plan.err
+    assert "Project-wide settings:" in plan.out
+    assert re.search(r"^  project_name +other +config/launch.yaml:1:1 \(over 'demo' at config/kube.yaml:1:1\)$",
+                     plan.out, re.M)
+    assert re.search(r"^  namespace +ns +config/kube.yaml:3:1$", plan.out, re.M)
+    dryrun = cli("dryrun")
+    assert dryrun.code == 0, dryrun.err
+    manifests = "".join(p.read_text() for p in (project.path / "build").glob("*.yaml"))
+    assert "demo" not in manifests and "alice" not in manifests
+    assert '"project": "other"' in manifests and '"user": "bob"' in manifests
+
+
+def test_cluster_only_problems_of_kube_yaml_do_not_block_local_work(project, cli):
+    project.kube_yaml(KUBE + "gpu_cout: 1\nmemory: lots\nshared: .nan\n")
+    project.launch_yaml("model:\n  m: {command: echo ran}\n")
+    for command in ("local", "local-first", "local-dryrun", "plan"):
+        result = cli(command)
+        assert result.code == 0, (command, result.err)
+        assert ("warning: config/kube.yaml:4:1: gpu_cout: unknown key 'gpu_cout' in config/kube.yaml (ignored here; "
+                "commands that use the cluster stop on it)\n    did you mean 'gpu_count'?") in result.err
+        assert "warning: config/kube.yaml:5:9: memory: expected a number" in result.err
+        assert "warning: config/kube.yaml:6:9: shared: expected a finite number, got .nan" in result.err
+    for command in ("dryrun", "job", "status"):
+        result = cli(command)
+        assert result.code == 2 and "error: config/kube.yaml:4:1: gpu_cout: unknown key" in result.err
+    project.launch_yaml("model:\n  m: {command: echo ran, gpu_cout: 1}\n")   # launch.yaml: errors everywhere
+    assert cli("local-dryrun").code == 2
+    project.kube_yaml("project_name: [x]\nuser: alice\n")                     # names need project_name
+    assert "error: config/kube.yaml:1:15: project_name: expected a string" in cli("plan").err
+
+
+def test_kube_yaml_that_is_a_directory_is_said_so(project, cli):
+    (project.path / "config" / "kube.yaml").unlink()
+    (project.path / "config" / "kube.yaml").mkdir()
+    project.launch_yaml("project_name: p\nmodel:\n  m: {command: run}\n")
+    result = cli("plan")
+    assert result.code == 2
+    assert result.err.startswith("error: config/kube.yaml: is a directory, not a file\n")
+
+
+def test_alias_bombs_are_refused_with_the_line(project):
+    laughs = "".join(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n" for i in range(1, 8))
+    found = problems(project, "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + laughs + "model:\n  a: {command: run}\n")
+    assert len(found) == 1
+    assert re.match(r"error: config/launch.yaml:\d+:\d+: l\d[.\[].*aliases expand to more than 100,000 values", found[0])
 
 
 def test_local_only_project_without_kube_yaml(project):

@@ -1,9 +1,10 @@
 """Grid expansion: hparam forms, order, run filters, placeholders, sugar, cluster-field overrides."""
 import pytest
 
+from toolbox.core import syntax as sugar
 from toolbox.core.config import load_config
 from toolbox.core.grid import expand
-from toolbox.core import syntax as sugar
+from toolbox.errors import ConfigError
 
 
 def grid(project, launch, models=None, datasets=None):
@@ -289,3 +290,61 @@ def test_no_empty_block_warning_for_overlaps_or_make_line_filters(project):
     """
     assert grid(project, launch).warnings == []                # block 2 repeats cells of block 1
     assert grid(project, launch, models={"b"}).warnings == []  # model=b leaves block 2 empty on purpose
+
+
+# -- streaming, counting and the cap --------------------------------------------------------------------
+OVERLAPS = """\
+    model:
+      a: {command: a <x> <y>, hparam: {x: [1, 2, 3], y: [p, q]}}
+      b: {command: b <x>, hparam: {x: [1, 2]}}
+    dataset:
+      d1: {}
+      d2: {}
+    run:
+      - {model: [a], hparam: {x: [1, 2]}}
+      - {model: [a, b], dataset: d1}
+      - {hparam: {y: q}}
+      - {model: a, hparam: {x: 2, y: p}}
+"""
+
+
+def test_a_streamed_grid_gives_the_same_cells_and_counts_overlaps_exactly(project):
+    from toolbox.core.grid import stream
+
+    expanded = grid(project, OVERLAPS).cells
+    streamed = stream(load_config("."))
+    assert streamed.count == len(expanded) == 15
+    assert [(c.index, c.name, c.command, c.hparams) for c in streamed] == \
+           [(c.index, c.name, c.command, c.hparams) for c in expanded]
+    assert len({c.name for c in expanded}) == 15
+    assert streamed.first().name == expanded[0].name
+
+
+def test_grids_beyond_the_cap_are_refused_before_any_cell_is_made(project, cli):
+    project.launch_yaml("model:\n  big:\n    command: run\n    hparam: {a: [%s], b: [%s], c: [%s]}\n"
+                        % ((", ".join(str(i) for i in range(50)),) * 3))
+    for command in ("local-dryrun", "plan", "local", "dryrun"):
+        result = cli(command)
+        assert result.code == 2
+        assert result.err.startswith("error: config/launch.yaml: the grid has 125,000 cells, more than "
+                                     "max_cells=100,000\n    model 'big': 125,000 cells\n")
+        assert "hint: narrow it (run: section, model=, dataset=), or raise the cap for this command: " \
+               "max_cells=125000" in result.err
+    result = cli("local-dryrun", max_cells=125000)
+    assert result.code == 0 and result.out.count("\n") == 125000
+
+
+def test_two_cells_with_one_name_are_an_error_even_when_streamed(project, monkeypatch):
+    from toolbox.core import grid as gridmod
+
+    monkeypatch.setattr(gridmod.naming, "cell_hash", lambda identity: "0" * 10)   # a forced hash collision
+    project.launch_yaml("model:\n  m:\n    command: run <_x>\n    hparam: {_x: [1, 2, 3]}\n")
+    with pytest.raises(ConfigError) as info:
+        expand(load_config("."))
+    assert [p.what for p in info.value.problems] == ["two different cells are named 'alice-demo-m-0000000000'"]
+    lazy = gridmod.stream(load_config("."))
+    seen = []
+    with pytest.raises(ConfigError):
+        for cell in lazy:
+            seen.append(cell.name)
+    assert len(seen) == 3   # every line was out before the error: it comes at the end

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kube_helpers import leaks, load, render_cells, validate
+from kube_helpers import check_golden, leaks, load, render_cells, validate
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
-RECORD = os.environ.get("TOOLBOX_RECORD_GOLDEN", "") not in ("", "0")
 ENV = {"AWS_SECRET_ACCESS_KEY": "golden-secret-Qw7", "S3_ENDPOINT_URL": "https://s3-west.nrp-nautilus.io"}
 
 CONFIGS = {
@@ -43,18 +41,30 @@ model:
     hparam:
       lr: [0.1, 0.001]
 """),
+    # where pods run, and pod_config (the manifest is re-written as block YAML after the merge)
+    "scheduling": ("""\
+hostname_whitelist: [node-1, node-2]
+hostname_blacklist: [node-2]
+gpu_blacklist: [NVIDIA-GeForce-GTX-1080-Ti]
+priority_class_name: opportunistic
+node_selector: {nautilus.io/disktype: nvme}
+affinity:
+  nodeAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      nodeSelectorTerms:
+        - matchExpressions: [{key: topology.kubernetes.io/region, operator: In, values: [us-west]}]
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm: {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {project: demo}}}
+pod_config:
+  runtimeClassName: nvidia
+  securityContext: {runAsUser: 1000}
+  containers:
+    - name: main
+      securityContext: {allowPrivilegeEscalation: false}
+""", "model:\n  m:\n    command: python src/m.py --seed <seed>\n    hparam:\n      seed: [1]\n"),
 }
-
-
-def check_golden(name, text):
-    assert "{{" not in text and "{%" not in text and "{#" not in text, "template syntax left in the output"
-    path = GOLDEN / name
-    if RECORD or not path.exists():
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text)
-        if not RECORD:
-            pytest.fail(f"recorded missing golden file {path}; check it and commit it")
-    assert text == path.read_text(), f"{name} differs from its golden file (TOOLBOX_RECORD_GOLDEN=1 re-records)"
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))
@@ -110,18 +120,39 @@ def test_project_templates_override_the_toolbox_ones(project):
 
     os.makedirs("config/templates")
     text = Path(TEMPLATE_DIR, "job.yaml.j2").read_text()
-    text = text.replace("  template:\n", "  template:\n", 1).replace(
-        "    spec:\n{% filter", "    spec:\n      priorityClassName: research\n{% filter")
-    # a template that transforms the cell's values: rendered per cell (the fast path notices)
+    text = text.replace("    spec:\n{% filter", "    spec:\n      priorityClassName: research\n{% filter")
+    # a cell's value used as given inside a longer string: still one render per settings
     text = text.replace("  annotations: {{ annotations|json }}\nspec:",
-                        "  annotations: {\"shout\": {{ (name|upper)|q }}}\nspec:")
+                        "  annotations: {\"cell\": {{ (\"cell \" ~ name)|q }}}\nspec:")
     Path("config/templates/job.yaml.j2").write_text(text)
     project.launch_yaml(LAUNCH)
     cells, _, texts = render_cells()
     jobs = [validate(load(t)) for t in texts]
     for cell, job in zip(cells, jobs):
-        assert job["metadata"]["annotations"] == {"shout": cell.name.upper()}
+        assert job["metadata"]["annotations"] == {"cell": f"cell {cell.name}"}
         assert job["spec"]["template"]["spec"]["priorityClassName"] == "research"
+
+
+@pytest.mark.parametrize("old, new", [
+    pytest.param("name: {{ name|q }}", "name: {{ name|upper|q }}", id="changed"),
+    pytest.param("annotations: {{ annotations|json }}\nspec:", "annotations: {cmd: '{{ main.command }}'}\nspec:",
+                 id="without-q"),
+])
+def test_a_template_that_changes_a_cells_values_is_refused(project, cli, old, new):
+    """Every cell's manifest is the template rendered once per settings, with the cell's values
+    substituted: a template must use them as given (|q, |json), or other cells would get wrong manifests."""
+    from toolbox.kube.render import TEMPLATE_DIR
+
+    os.makedirs("config/templates")
+    text = Path(TEMPLATE_DIR, "job.yaml.j2").read_text()
+    assert old in text
+    Path("config/templates/job.yaml.j2").write_text(text.replace(old, new, 1))
+    project.launch_yaml(LAUNCH)
+    result = cli("dryrun")
+    assert result.code == 2, result
+    assert result.err.startswith("error: config/templates/job.yaml.j2: template error: the cell's values (name, "
+                                 "cell_name, main.command, labels, annotations) must be used as given")
+    assert not os.path.exists("build")
 
 
 def test_broken_template_is_a_config_error(project, cli):
@@ -150,7 +181,7 @@ def test_dryrun_writes_every_cell_and_no_secret(project, cli):
     files = sorted(p.name for p in Path("build").glob("*.yaml"))
     assert len(files) == 4 and any(f.startswith("alice-demo-files-") for f in files)
     assert "NAME" in result.out and "Wrote 3 Job manifests and 1 ConfigMap(s) to build/" in result.out
-    assert "Secret 'alice-demo-env'" in result.out
+    assert "Secret 'alice-demo-env-7d32c88b'" in result.out
     for path in Path("build").iterdir():
         assert leaks(path.read_text(), [secret]) == []
         if path.suffix == ".yaml":

@@ -16,7 +16,8 @@ KEYS = ["data", "data/1.txt", "data/2.txt", "data/10.txt", "data/.hidden", "data
         "Model/Yelp/t5_model_12weeks_wise-sky-249-northern-dawn-288_epoch_1419/config.json",
         "Model/Yelp/t5_model_12weeks_wise-sky-249-northern-dawn-288_epoch_1419/pytorch_model.bin",
         "Model/Yelp/t5_model_12weeks_wise-sky-249_epoch_1418/config.json", "Model/Amazon/bert_419/config.json",
-        "runs/a[1]/x", "runs/a1/x", "my file;'q\".txt", ".env", ".git/config", "sub/.git/HEAD", "sub/.envrc"]
+        "runs/a[1]/x", "runs/a1/x", "my file;'q\".txt", ".env", ".git/config", "sub/.git/HEAD", "sub/.envrc",
+        ".env.local", ".aws/credentials", "home/.ssh/id_rsa", ".github/workflows/ci.yml"]
 
 
 # The semantics table (docs/s3.md, "Path semantics"): row id -> pattern -> exactly the keys selected.
@@ -44,11 +45,22 @@ SEMANTICS = [
     pytest.param("my file;'q\".txt", ["my file;'q\".txt"], id="11-spaces-quotes-semicolon-literal"),
     pytest.param("./data/1.txt", ["data/1.txt"], id="12-leading-dot-slash-ignored"),
     pytest.param("data/1", [], id="13-no-prefix-matching"),
-    pytest.param("*", sorted(set(KEYS) - {".env", ".git/config", "sub/.git/HEAD"}),
+    pytest.param("*", sorted(set(KEYS) - {".env", ".git/config", "sub/.git/HEAD", "sub/.envrc", ".env.local",
+                                          ".aws/credentials", "home/.ssh/id_rsa"}),
                  id="14-star-is-everything-but-credentials-and-git"),
     pytest.param(".env", [".env"], id="15-credentials-only-when-named"),
     pytest.param(".git/", [".git/config"], id="15-git-only-when-named"),
     pytest.param("*/.git/*", ["sub/.git/HEAD"], id="15-named-after-a-wildcard"),
+    pytest.param("sub/", [], id="15-envrc-is-a-credential-file"),
+    pytest.param("home/", [], id="15-ssh-keys-are-credentials"),
+    pytest.param(".aws/", [".aws/credentials"], id="15-aws-only-when-named"),
+    pytest.param("*/.env*", ["sub/.envrc"], id="15-a-wildcard-after-the-protected-name-names-it"),
+    pytest.param(".*", [".github/workflows/ci.yml"], id="15-a-bare-dot-star-names-nothing-protected"),
+    pytest.param("data//1.txt", ["data/1.txt"], id="16-double-slash-is-one"),
+    pytest.param("data/sub/3.txt/../", ["data/sub/3.txt"], id="17-dot-dot-resolved-trailing-slash-kept"),
+    pytest.param("data/sub/..", ["data/.hidden", "data/1.txt", "data/10.txt", "data/2.txt", "data/sub/3.txt"],
+                 id="17-dot-dot-names-a-folder"),
+    pytest.param("data/./1.txt", ["data/1.txt"], id="17-dot-components-dropped"),
 ]
 
 
@@ -62,6 +74,12 @@ def test_semantics_table(pattern, expected):
     ("data/", "data/", "data/", "data"),
     ("data", "data", "data", "data"),
     ("./data//", "data/", "data/", "data"),
+    ("out/batch//parsed.h5", "out/batch/parsed.h5", "out/batch/parsed.h5", "out/batch/parsed.h5"),
+    ("data/train/iter0.h5/../", "data/train/", "data/train/", "data/train"),
+    ("data/train/iter0.h5/..", "data/train/", "data/train/", "data/train"),
+    ("data/.", "data/", "data/", "data"),
+    ("a/b/../../c/", "c/", "c/", "c"),
+    ("data/../*.txt", "*.txt", "", ""),
     ("Model/*t5*wise*419*", "Model/*t5*wise*419*", "Model/", "Model"),
     ("data/ckpt-?", "data/ckpt-?", "data/ckpt-", "data"),
     ("*.txt", "*.txt", "", ""),
@@ -78,22 +96,38 @@ def test_parse_normalises(text, normalised, literal_prefix, walk_root):
 @pytest.mark.parametrize("text,message", [
     ("", "error: file=: no path given\nhint: give a path relative to the project root, e.g. file=data/ "
          "('*' selects everything)"),
-    ("../secret", "error: file=../secret: '..' is not allowed\nhint: paths are relative to the project root "
-                  "locally and to the bucket root in S3"),
-    ("data/../x", "error: file=data/../x: '..' is not allowed\nhint: paths are relative to the project root "
-                  "locally and to the bucket root in S3"),
-    ("data//x", "error: file=data//x: an empty folder name ('//') is not allowed\nhint: paths are relative to "
-                "the project root locally and to the bucket root in S3"),
-    ("/etc/passwd", "error: file=/etc/passwd: absolute paths are not allowed\nhint: give a path relative to "
-                    "the project root, e.g. file=data/"),
+    ("../secret", "error: file=../secret: '..' leads outside the project root and the bucket\nhint: paths are "
+                  "relative to the project root locally and to the bucket root in S3"),
+    ("data/../../x", "error: file=data/../../x: '..' leads outside the project root and the bucket\nhint: paths "
+                     "are relative to the project root locally and to the bucket root in S3"),
+    ("data/*/../x", "error: file=data/*/../x: '..' cannot undo a wildcard folder\nhint: paths are relative to "
+                    "the project root locally and to the bucket root in S3"),
+    ("data/..", "error: file=data/..: this is the project root itself\nhint: give a path relative to the "
+                "project root, e.g. file=data/ ('*' selects everything)"),
+    ("/etc/passwd", "error: file=/etc/passwd: an absolute path outside the project root <ROOT>\nhint: give a path "
+                    "relative to the project root, e.g. file=data/"),
+    ("data/\udcff.txt", "error: file=data/\\udcff.txt: not valid UTF-8 text\nhint: S3 keys are UTF-8; rename "
+                         "the file"),
     ("s3://bucket/data/", "error: file=s3://bucket/data/: give a path relative to the bucket root, not an "
                           "s3:// URL\nhint: file=data/"),
 ])
-def test_parse_errors_are_one_clear_line(text, message):
+def test_parse_errors_are_one_clear_line(text, message, tmp_path):
     with pytest.raises(S3Error) as info:
-        parse(text)
-    assert info.value.format() == message
+        parse(text, root=str(tmp_path))
+    assert info.value.format() == message.replace("<ROOT>", str(tmp_path))
     assert info.value.exit_code == 2
+
+
+def test_an_absolute_path_inside_the_local_root_is_made_relative(tmp_path):
+    root = tmp_path / "proj"
+    assert parse(f"{root}/data//1.txt", root=str(root)).text == "data/1.txt"
+    assert parse(f"{root}/data/", root=str(root)).text == "data/"
+    assert parse(f"{root}/runs/*/ckpt", root=str(root)).text == "runs/*/ckpt"
+    assert parse(str(root), allow_root=True, root=str(root)).is_root
+    with pytest.raises(S3Error, match="outside the project root"):
+        parse(f"{root}/../other/data", root=str(root))
+    with pytest.raises(S3Error, match="outside the project root"):
+        parse(f"{root}x/data", root=str(root))         # a sibling whose name starts like the root
 
 
 def test_root_only_where_allowed():
@@ -123,12 +157,35 @@ def test_local_path_for_relocates_only_the_local_side():
 def test_toolbox_files_are_never_selected_locally():
     assert is_internal_name(LOCK_NAME)
     assert is_internal_name(".toolbox-0123456789abcdef.part")
+    assert is_internal_name(".toolbox-4242-0123456789abcdef.part")
     assert not is_internal_name(".toolbox-notes.part")
+
+
+def test_many_wildcards_match_without_backtracking():
+    """A pattern with a dozen `*` against a 40-character key that does not match: a backtracking regex
+    takes minutes; run it in a child process with a generous limit so a regression fails instead of hanging."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import importlib.util as u; s = u.spec_from_file_location('l', 'launch.py'); m = u.module_from_spec(s); "
+            "s.loader.exec_module(m); m._register_toolbox_package()\n"
+            "from toolbox.s3.paths import parse\n"
+            "p = parse('*a' * 12 + '*b')\n"
+            "print(p.matches('a' * 40), p.matches('a' * 40 + '/x'), p.matches('a' * 12 + 'b'), "
+            "p.matches('a' * 30 + 'b/c'))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["False", "False", "True", "True"], r.stderr
 
 
 # ----------------------------------------------------------------- properties
 name_chars = st.sampled_from(list("ab.-_ [];'\"$") + ["/"])
 keys = st.text(name_chars, min_size=1, max_size=12).filter(lambda k: not k.startswith("/") and "//" not in k)
+globs = st.text(st.sampled_from(list("ab*?") + ["/"]), min_size=1, max_size=10).filter(
+    lambda k: not k.startswith("/") and "//" not in k)
+glob_keys = st.text(st.sampled_from(list("ab") + ["/"]), min_size=1, max_size=14).filter(
+    lambda k: not k.startswith("/") and "//" not in k)
 
 
 def reference_select(pattern_text, key):
@@ -148,6 +205,13 @@ def test_rule_equals_independent_reference(pattern, key):
         p = parse(pattern)
     except S3Error:
         return
+    assert p.matches(key) == reference_select(p.text, key)
+
+
+@settings(max_examples=400, deadline=None)
+@given(pattern=globs, key=glob_keys)
+def test_wildcards_equal_independent_reference(pattern, key):
+    p = parse(pattern)
     assert p.matches(key) == reference_select(p.text, key)
 
 
@@ -253,7 +317,7 @@ def test_local_search_never_walks_outside_the_pattern(tmp_path, monkeypatch, pat
     import os
 
     from fixtures_s3 import make_tree
-    from toolbox.s3.transfer import find_local
+    from toolbox.s3.localfiles import find_local
 
     make_tree(str(tmp_path), {"data/sub/x": "x", "data.txt": "s", "big/tree/y": "y", ".venv/z": "z"})
     seen = []

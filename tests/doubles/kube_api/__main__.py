@@ -1,6 +1,6 @@
-"""Run the double standalone: `python tests/doubles/kube_api --port 0 --kubeconfig PATH [--no-validate]`.
+"""Run the double standalone: prints the server URL on stdout (one line, flushed) and serves until killed.
 
-Prints the server URL on stdout (one line, flushed) and serves until killed.
+    python tests/doubles/kube_api --port 0 --kubeconfig PATH [--no-validate] [--executor]
 """
 import os
 import sys
@@ -24,9 +24,11 @@ def main(argv=None):
     parser.add_argument("--namespace", default="ns", help="the kubeconfig context's namespace")
     parser.add_argument("--no-validate", action="store_true", help="skip schema validation of bodies")
     parser.add_argument("--no-job-controller", action="store_true", help="do not create pods for new jobs")
+    parser.add_argument("--executor", action="store_true",
+                        help="run each pod's main container command as a local process (see executor.py)")
     args = parser.parse_args(argv)
     double = KubeDouble(args.host, args.port, validate=not args.no_validate,
-                        job_controller=not args.no_job_controller,
+                        job_controller=not args.no_job_controller, executor=args.executor,
                         namespaces=sorted({"default", "kube-system", args.namespace}))
     if args.kubeconfig:
         double.write_kubeconfig(args.kubeconfig, namespace=args.namespace)
@@ -36,6 +38,8 @@ def main(argv=None):
         double.serve_forever()
     except (KeyboardInterrupt, SystemExit):
         pass
+    finally:
+        double.executor = False  # no pod process outlives the server
     return 0
 
 

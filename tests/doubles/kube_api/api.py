@@ -157,7 +157,7 @@ class Api:
             if self.store.find(res, namespace, obj["metadata"]["name"]) is not None:
                 raise already_exists(res, obj["metadata"]["name"])
             self.store.put(res, obj, "ADDED")
-        if res.plural == "jobs" and self.controller is not None and self.options.job_controller:
+        if res.plural == "jobs" and self._controller_on():
             self.controller.job_created(obj)
         return obj
 
@@ -179,7 +179,13 @@ class Api:
                 warnings.extend(found)
             if dry_run or new == old:
                 return old if not dry_run else new
-            return self.store.put(res, new, "MODIFIED")
+            stored = self.store.put(res, new, "MODIFIED")
+            if res.plural == "jobs" and subresource is None and self._controller_on():
+                self.controller.job_changed(stored)  # e.g. unsuspended, or parallelism changed
+            return stored
+
+    def _controller_on(self):
+        return self.controller is not None and self.options.job_controller
 
     def patch(self, res, namespace, name, raw, content_type, subresource=None, field_validation=None,
               field_manager=None, dry_run=False, warnings=None):
@@ -209,13 +215,17 @@ class Api:
                 raise bad_request("the patch did not produce an object")
             return self._replace(res, namespace, name, patched, subresource, field_validation, dry_run, warnings)
 
-    def delete(self, res, namespace, name, propagation=None, preconditions=None, dry_run=False):
+    def delete(self, res, namespace, name, propagation=None, preconditions=None, dry_run=False, cascade=False):
+        """`cascade`: the garbage collector deleting a dependent (the job controller does not react)."""
         self._maybe_fail("delete", res, name)
         with self.store.cond:
             obj = self.store.get(res, namespace, name)
             _check_preconditions(res, obj, preconditions)
             if dry_run:
                 return success(res, name, obj["metadata"]["uid"])
+            if res.plural == "pods" and not cascade and self._controller_on():
+                self.controller.pod_deleting(obj)
+                obj = self.store.get(res, namespace, name)
             # batch/v1 jobs orphan their pods by default (a compatibility quirk of the real API): clients
             # must ask for Background or Foreground to delete the pods with the job.
             policy = propagation or ("Orphan" if res.plural == "jobs" else "Background")
@@ -246,16 +256,14 @@ class Api:
     def _dependents(self, owner):
         uid = owner["metadata"]["uid"]
         for res in resources.RESOURCES:
-            items, _ = self.store.list(res, owner["metadata"].get("namespace"))
-            for obj in items:
-                if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or []):
-                    yield res, obj
+            for obj in self.store.owned(res, uid):
+                yield res, obj
 
     def _delete_dependents(self, owner, policy):
         for res, obj in list(self._dependents(owner)):
             meta = obj["metadata"]
             if self.store.find(res, meta.get("namespace"), meta["name"]) is not None:
-                self.delete(res, meta.get("namespace"), meta["name"], policy)
+                self.delete(res, meta.get("namespace"), meta["name"], policy, cascade=True)
 
     def _orphan_dependents(self, owner):
         uid = owner["metadata"]["uid"]

@@ -10,6 +10,7 @@ import datetime
 import random
 import uuid
 
+from . import jobs, services
 from .status import bad_request, cause, conflict, invalid
 from .store import clone
 
@@ -88,11 +89,7 @@ def default_job(obj, uid):
     meta = obj["metadata"]
     if template_meta.get("labels") and not meta.get("labels"):
         meta["labels"] = dict(template_meta["labels"])  # SetDefaults_Job: labels default to the template's
-    for key, value in (("parallelism", 1), ("completions", 1), ("backoffLimit", 6),
-                       ("completionMode", "NonIndexed"), ("suspend", False),
-                       ("podReplacementPolicy", "TerminatingOrFailed"), ("manualSelector", None)):
-        if value is not None:
-            spec.setdefault(key, value)
+    jobs.default_spec(spec)
     if not spec.get("manualSelector"):
         controller_uid = (spec.get("selector") or {}).get("matchLabels", {}).get(
             "batch.kubernetes.io/controller-uid", uid)
@@ -114,6 +111,8 @@ def apply_defaults(res, obj):
         default_job(obj, meta["uid"])
     elif res.plural == "secrets":
         _decode_secret(obj)
+    elif res.plural == "services":
+        services.apply_defaults(obj)
     elif res.plural == "namespaces":
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
         meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
@@ -126,6 +125,8 @@ def initial_status(res, obj):
         return {"phase": "Active"}
     if res.plural == "jobs":
         return {}
+    if res.plural == "services":
+        return {"loadBalancer": {}}
     return None
 
 
@@ -148,6 +149,8 @@ def prepare_create(res, obj, namespace):
     status = initial_status(res, obj)
     if status is not None:
         obj["status"] = status
+    if res.plural == "services":
+        services.allocate(obj)
     return obj
 
 
@@ -183,10 +186,12 @@ def prepare_update(res, old, new, subresource=None):
         result["status"] = new.get("status") or {}
         return result
     apply_defaults(res, new)
-    if res.plural in ("pods", "jobs", "namespaces"):
+    if res.plural in ("pods", "jobs", "namespaces", "services"):
         new["status"] = clone(old.get("status"))  # the main resource ignores status changes
         if new["status"] is None:
             new.pop("status")
+    if res.plural == "services":
+        services.allocate(new, old)
     _check_immutable(res, old, new)
     if res.has_generation and new.get("spec") != old.get("spec"):
         meta["generation"] = old_meta.get("generation", 1) + 1
@@ -198,10 +203,9 @@ def _check_immutable(res, old, new):
     if res.plural == "pods" and _without_images(old.get("spec")) != _without_images(new.get("spec")):
         raise invalid(res, name, [cause("spec", f"Forbidden: {POD_MUTABLE_HINT}", "FieldValueForbidden")])
     if res.plural == "jobs":
-        old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
-        for key in ("template", "selector", "completionMode"):
-            if old_spec.get(key) != new_spec.get(key):
-                raise invalid(res, name, [cause(f"spec.{key}", "Invalid value: ...: field is immutable")])
+        jobs.check_update(res, old, new)
+    if res.plural == "services":
+        services.check_update(res, old, new)
 
 
 def check_resource_version(res, old, new):

@@ -29,6 +29,11 @@ def _set_condition(pod, type_, status, reason=None, message=None):
     conditions.append(_condition(type_, status, reason, message))
 
 
+def set_condition(pod, type_, status, reason=None, message=None):
+    """Set one pod condition (e.g. DisruptionTarget), keeping its transition time when nothing changes."""
+    _set_condition(pod, type_, status, reason, message)
+
+
 def _container_names(pod):
     return [c["name"] for c in pod.get("spec", {}).get("containers", [])]
 

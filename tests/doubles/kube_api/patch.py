@@ -16,6 +16,15 @@ MERGE_KEYS = {
     "imagePullSecrets": "name", "ownerReferences": "uid", "conditions": "type", "hostAliases": "ip",
     "resourceClaims": "name", "topologySpreadConstraints": "topologyKey",
 }
+# `ports` is a container's (merged on containerPort) or a Service's (merged on port): the items tell which.
+SERVICE_PORT_KEY = "port"
+
+
+def _merge_key(field, items):
+    key = MERGE_KEYS.get(field)
+    if field == "ports" and any(isinstance(i, dict) and SERVICE_PORT_KEY in i and key not in i for i in items):
+        return SERVICE_PORT_KEY
+    return key
 
 
 def merge_patch(target, patch):
@@ -63,12 +72,12 @@ def _smp_dict(target, patch):
             else:
                 result[key] = merged
         elif isinstance(value, list) and key in MERGE_KEYS:
-            result[key] = _smp_list(result.get(key) or [], value, MERGE_KEYS[key])
+            result[key] = _smp_list(result.get(key) or [], value, _merge_key(key, (result.get(key) or []) + value))
         else:
             result[key] = _strip_directives(value)
     for field, order in orders.items():
         if isinstance(result.get(field), list):
-            result[field] = _reorder(result[field], order, MERGE_KEYS.get(field))
+            result[field] = _reorder(result[field], order, _merge_key(field, result[field]))
     return result
 
 

@@ -16,7 +16,7 @@ class Resource:
     namespaced: bool = True
     short_names: tuple = ()
     singular: str = ""
-    name_rule: str = "subdomain"  # "subdomain" (<= 253, dots allowed) or "label" (<= 63, no dots)
+    name_rule: str = "subdomain"  # "subdomain" (<= 253, dots allowed), "label" (<= 63, no dots) or "dns1035"
     subresources: tuple = ()  # e.g. ("status", "log")
     categories: tuple = ()
     field_selectors: tuple = ()  # beyond metadata.name / metadata.namespace
@@ -57,6 +57,10 @@ RESOURCES = [
     Resource("secrets", "Secret", singular="secret", field_selectors=("type",)),
     Resource("configmaps", "ConfigMap", short_names=("cm",), singular="configmap"),
     Resource("events", "Event", short_names=("ev",), singular="event", field_selectors=EVENT_FIELDS),
+    # Older servers refused deletecollection on services; current ones (and the client's
+    # delete_collection_namespaced_service) have it.
+    Resource("services", "Service", short_names=("svc",), singular="service", name_rule="dns1035",
+             subresources=("status",), categories=("all",), field_selectors=("spec.clusterIP", "spec.type")),
     Resource("jobs", "Job", group="batch", singular="job", subresources=("status",), categories=("all",),
              field_selectors=("status.successful",), has_generation=True),
 ]
@@ -90,6 +94,11 @@ SUBDOMAIN_RE = re.compile(f"^{SUBDOMAIN_FMT}$")
 LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
              "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
              f"validation is '{LABEL_FMT}')")
+DNS1035_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
+DNS1035_RE = re.compile(f"^{DNS1035_FMT}$")
+DNS1035_MSG = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+               "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex "
+               f"used for validation is '{DNS1035_FMT}')")
 SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
                  "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
                  f"validation is '{SUBDOMAIN_FMT}')")
@@ -104,8 +113,8 @@ def name_causes(res, name, field="metadata.name"):
     """Causes (possibly empty) that make `name` invalid for `res`."""
     if not name:
         return [cause(field, "Required value: name or generateName is required", "FieldValueRequired")]
-    limit, regex, msg = (63, LABEL_RE, LABEL_MSG) if res.name_rule == "label" else (253, SUBDOMAIN_RE,
-                                                                                     SUBDOMAIN_MSG)
+    limit, regex, msg = {"label": (63, LABEL_RE, LABEL_MSG), "dns1035": (63, DNS1035_RE, DNS1035_MSG)}.get(
+        res.name_rule, (253, SUBDOMAIN_RE, SUBDOMAIN_MSG))
     causes = []
     if len(name) > limit:
         causes.append(cause(field, f'Invalid value: "{name}": must be no more than {limit} characters'))

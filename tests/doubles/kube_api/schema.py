@@ -1,6 +1,6 @@
 """Body validation: the bundled Kubernetes 1.33 strict JSON schemas of `kubernetes-validate`, plus the few
-semantic rules of the real server that the schemas cannot express (jobs' restartPolicy, required images,
-container names).
+semantic rules of the real server that the schemas cannot express (required images, container names; jobs.py
+and services.py hold those of Jobs and Services).
 
 `kubernetes_validate.validate()` re-reads a 1.4 MB schema on every call (25-45 ms); here the validator of each
 kind is built once and reused (~1 ms per object).
@@ -9,6 +9,7 @@ import functools
 import re
 import threading
 
+from . import jobs, services
 from .resources import LABEL_MSG, LABEL_RE, label_causes
 from .status import bad_request, cause, invalid
 
@@ -43,6 +44,12 @@ def _field_path(parts):
     return text
 
 
+def _defaulted_by_server(parts, missing):
+    """Required in the 1.33 OpenAPI, yet defaulted by the server before validation (and optional from 1.35):
+    a pod failure policy's onPodConditions[].status ("True")."""
+    return missing == ["status"] and len(parts) >= 2 and parts[-2] == "onPodConditions"
+
+
 def check_schema(res, obj, field_validation="Strict"):
     """Validate `obj` against its schema. Unknown fields: 400 under Strict, dropped with a warning under Warn,
     dropped silently under Ignore (as the real server does). Returns the warnings."""
@@ -54,7 +61,8 @@ def check_schema(res, obj, field_validation="Strict"):
                 unknown.append((parts, name))
         elif error.validator == "required":
             missing = re.findall(r"'([^']+)' is a required property", error.message)
-            causes.append(cause(_field_path(parts + missing), "Required value", "FieldValueRequired"))
+            if not _defaulted_by_server(parts, missing):
+                causes.append(cause(_field_path(parts + missing), "Required value", "FieldValueRequired"))
         elif error.validator == "type":
             type_errors.append(f"{_field_path(parts)}: {error.message}")
         else:
@@ -79,7 +87,7 @@ def _drop(obj, parts, name):
     node.pop(name, None)
 
 
-def _pod_spec_causes(spec, base, job):
+def _pod_spec_causes(spec, base):
     causes = []
     containers = spec.get("containers") or []
     if not containers:
@@ -95,12 +103,7 @@ def _pod_spec_causes(spec, base, job):
         seen.add(name)
         if not container.get("image"):
             causes.append(cause(f"{field}.image", "Required value", "FieldValueRequired"))
-    if job and spec.get("restartPolicy") not in ("Never", "OnFailure"):
-        value = spec.get("restartPolicy") or "Always"
-        causes.append(cause(f"{base}.restartPolicy",
-                            f'Unsupported value: "{value}": supported values: "OnFailure", "Never"',
-                            "FieldValueNotSupported"))
-    return causes
+    return causes + services.hostname_causes(spec, base)
 
 
 def check_semantics(res, obj):
@@ -108,10 +111,15 @@ def check_semantics(res, obj):
     meta = obj.get("metadata", {})
     causes = label_causes(meta.get("labels"), "metadata.labels")
     if res.plural == "pods":
-        causes += _pod_spec_causes(obj.get("spec") or {}, "spec", job=False)
+        causes += _pod_spec_causes(obj.get("spec") or {}, "spec")
     elif res.plural == "jobs":
-        template = (obj.get("spec") or {}).get("template") or {}
+        spec = obj.get("spec") or {}
+        template = spec.get("template") or {}
+        causes += jobs.spec_causes(spec)
         causes += label_causes((template.get("metadata") or {}).get("labels"), "spec.template.labels")
-        causes += _pod_spec_causes(template.get("spec") or {}, "spec.template.spec", job=True)
+        causes += _pod_spec_causes(template.get("spec") or {}, "spec.template.spec")
+        causes += jobs.restart_policy_causes(spec, template.get("spec") or {})
+    elif res.plural == "services":
+        causes += services.semantic_causes(obj)
     if causes:
         raise invalid(res, meta.get("name", ""), causes)

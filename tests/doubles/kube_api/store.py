@@ -38,15 +38,25 @@ class Store:
         self.epoch = 0  # bumped by clear(): open watches and log streams end
         self.changes = 0  # bumped on every change, log lines included: what waiters compare against
         self._objects = {}  # plural -> {(namespace, name): obj}
+        self._owned = {}  # owner uid -> {(plural, namespace, name)}: what controllers and cascades look up
         self._history, self._history_rvs = [], []
         self._trimmed_rv = 0  # events at or below this version are gone: older watches get 410
 
     def clear(self):
         with self.cond:
             self._objects.clear()
+            self._owned.clear()
             self._trimmed_rv = self.rv
             self._history, self._history_rvs = [], []
             self.epoch += 1
+            self.notify()
+
+    def forget_history(self):
+        """Drop every event so far, as a real server compacts its history: a watch resuming from an older
+        version gets 410 Gone (an open watch too, at its next read)."""
+        with self.cond:
+            self._trimmed_rv = int(self.next_rv())  # a list from now on starts at a version still served
+            self._history, self._history_rvs = [], []
             self.notify()
 
     def next_rv(self):
@@ -74,6 +84,24 @@ class Store:
                      if (namespace is None or ns == namespace) and (selector is None or selector.matches(obj))]
             return items, str(self.rv)
 
+    def owned(self, res, owner_uid):
+        """Objects of `res` with an ownerReference to `owner_uid`, sorted by name."""
+        with self.cond:
+            keys = sorted(k for k in self._owned.get(owner_uid, ()) if k[0] == res.plural)
+            bucket = self._objects.get(res.plural, {})
+            return [bucket[(ns, name)] for _, ns, name in keys if (ns, name) in bucket]
+
+    def _index_owners(self, plural, key, old, new):
+        for obj, add in ((old, False), (new, True)):
+            for ref in (obj or {}).get("metadata", {}).get("ownerReferences") or ():
+                uid = ref.get("uid")
+                if add:
+                    self._owned.setdefault(uid, set()).add((plural, *key))
+                elif uid in self._owned:
+                    self._owned[uid].discard((plural, *key))
+                    if not self._owned[uid]:
+                        del self._owned[uid]
+
     # --- writes: the caller has built the new object; the store stamps its version and records the event ---
 
     def put(self, res, obj, type_):
@@ -84,6 +112,8 @@ class Store:
             old = bucket.get(key)
             meta["resourceVersion"] = self.next_rv()
             bucket[key] = obj
+            if meta.get("ownerReferences") or (old is not None and old["metadata"].get("ownerReferences")):
+                self._index_owners(res.plural, key, old, obj)
             self._record(res, type_, obj, old)
             return obj
 
@@ -93,6 +123,7 @@ class Store:
             old = self._objects.get(res.plural, {}).pop(key, None)
             if old is None:
                 raise not_found(res, name)
+            self._index_owners(res.plural, key, old, None)
             gone_obj = dict(old, metadata=dict(old["metadata"], resourceVersion=self.next_rv()))
             self._record(res, "DELETED", gone_obj, old)
             return gone_obj

@@ -85,14 +85,48 @@ def _job_status(job):
     return "Terminating" if job["metadata"].get("deletionTimestamp") else "Running"
 
 
+def _completions(spec, status):
+    succeeded = status.get("succeeded", 0)
+    if spec.get("completions") is not None:
+        return f"{succeeded}/{spec['completions']}"
+    parallelism = spec.get("parallelism") or 0  # a work queue: done at the first success
+    return f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
+
+
 def _job_row(job):
     spec, status = job.get("spec", {}), job.get("status", {})
-    completions = f"{status.get('succeeded', 0)}/{spec.get('completions', 1)}"
+    completions = _completions(spec, status)
     duration = _since(status["startTime"], status.get("completionTime")) if status.get("startTime") else ""
     containers = spec.get("template", {}).get("spec", {}).get("containers", [])
     selector = ",".join(f"{k}={v}" for k, v in sorted(spec.get("selector", {}).get("matchLabels", {}).items()))
     return [job["metadata"]["name"], _job_status(job), completions, duration, _age(job),
             ",".join(c["name"] for c in containers), ",".join(c.get("image", "") for c in containers), selector]
+
+
+def _service_external_ip(spec, status):
+    kind = spec.get("type", "ClusterIP")
+    if kind == "ExternalName":
+        return spec.get("externalName", "")
+    external = list(spec.get("externalIPs") or [])
+    if kind == "LoadBalancer":
+        ingress = [i.get("ip") or i.get("hostname") for i in (status.get("loadBalancer") or {}).get("ingress") or []]
+        return ",".join(ingress + external) or "<pending>"
+    return ",".join(external) or "<none>"
+
+
+def _service_ports(spec):
+    pieces = []
+    for port in spec.get("ports") or []:
+        node = f":{port['nodePort']}" if port.get("nodePort") else ""
+        pieces.append(f"{port.get('port')}{node}/{port.get('protocol', 'TCP')}")
+    return ",".join(pieces) or "<none>"
+
+
+def _service_row(service):
+    spec, status = service.get("spec", {}), service.get("status", {})
+    selector = ",".join(f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items())) or "<none>"
+    return [service["metadata"]["name"], spec.get("type", "ClusterIP"), spec.get("clusterIP") or "<none>",
+            _service_external_ip(spec, status), _service_ports(spec), _age(service), selector]
 
 
 def _event_row(event):
@@ -108,6 +142,8 @@ COLUMNS = {
              _pod_row),
     "jobs": ([NAME, _col("Status"), _col("Completions"), _col("Duration"), AGE, _col("Containers", priority=1),
               _col("Images", priority=1), _col("Selector", priority=1)], _job_row),
+    "services": ([NAME, _col("Type"), _col("Cluster-IP"), _col("External-IP"), _col("Port(s)"), AGE,
+                  _col("Selector", priority=1)], _service_row),
     "namespaces": ([NAME, _col("Status"), AGE],
                    lambda o: [o["metadata"]["name"], o.get("status", {}).get("phase", ""), _age(o)]),
     "secrets": ([NAME, _col("Type"), _col("Data", "integer"), AGE],
