@@ -2,7 +2,7 @@
 """Benchmark of the Kubernetes commands against the API server double on loopback (a table, not a test).
 
     .venv/bin/python bench/submit.py [--sizes 100,1000] [--dryrun 10000] [--memory 10000,100000]
-                                     [--interrupt 1000] [--original 100] [--array 10000] [--validate]
+                                     [--interrupt 10000] [--original 100] [--array 10000] [--validate]
 
 Each row runs the real `make <target>` in a temporary project laid out like a user's (src/toolbox -> this
 checkout, symlinked Makefile and launch.py) and times it end to end (process start to exit). The double
@@ -82,6 +82,8 @@ def interrupt_latency(project, env, double):
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         time.sleep(1.0)                      # submitting by now
+        if proc.poll() is not None:          # a fast machine: nothing left to interrupt
+            raise SystemExit("make job ended within 1 s: give --interrupt more cells")
         os.kill(double.pid, signal.SIGSTOP)
         time.sleep(1.0)                      # requests are stuck
         started = time.perf_counter()
@@ -216,7 +218,7 @@ def main(argv=None):
     parser.add_argument("--status", type=int, default=1000, help="cells for `make status`")
     parser.add_argument("--dryrun", type=int, default=10000, help="cells for `make dryrun`")
     parser.add_argument("--memory", default="10000,100000", help="cells for the dry run's peak memory ('' to skip)")
-    parser.add_argument("--interrupt", type=int, default=1000, help="cells for Ctrl-C against a stalled server")
+    parser.add_argument("--interrupt", type=int, default=10000, help="cells for Ctrl-C against a stalled server")
     parser.add_argument("--original", type=int, default=100, help="cells for the original's kubectl loop (0: skip)")
     parser.add_argument("--array", type=int, default=10000, help="cells for the array-sweep rows (0: skip)")
     parser.add_argument("--no-per-cell", dest="per_cell", action="store_false",

@@ -4,6 +4,7 @@ Each handler follows describe -> validate -> execute: the grid is expanded and e
 checked (ConfigError, exit 2) before the first API call; then one list call tells what exists, and a
 thread pool does the rest (toolbox.kube.submit).
 """
+import contextlib
 import sys
 
 from toolbox.cli.common import load_grid
@@ -79,15 +80,22 @@ def report(result, namespace):
     return 0
 
 
-def cmd_job(args):
+@contextlib.contextmanager
+def _sweep_in_cluster(args, mode):
+    """The rendered sweep, connected: (prepared, cluster, existing jobs by name, array plan), after the one
+    list call that tells what exists (packs and arrays already in the cluster keep their members)."""
     prepared = prepare(load_grid(args))
-    settings = prepared.settings
-    out = Output()
-    with connect(settings, args.context) as cluster:
-        jobs = cluster.list("Job", selector(settings))
-        existing = {j["metadata"]["name"]: j for j in jobs}
+    with connect(prepared.settings, args.context) as cluster:
+        jobs = cluster.list("Job", selector(prepared.settings))
         prepared.keep_existing_packs(jobs)
-        plan = prepared.plan_arrays(cluster, jobs, "overwrite" if args.overwrite else "job")
+        plan = prepared.plan_arrays(cluster, jobs, mode)
+        yield prepared, cluster, {j["metadata"]["name"]: j for j in jobs}, plan
+
+
+def cmd_job(args):
+    out = Output()
+    with _sweep_in_cluster(args, "overwrite" if args.overwrite else "job") as (prepared, cluster, existing, plan):
+        settings = prepared.settings
         bodies = prepared.bodies()
         warn_missing(cluster, prepared.renderer)
         upsert_support(cluster, prepared.support_objects(), out)
@@ -100,14 +108,9 @@ def cmd_job(args):
 
 def cmd_retry(args):
     """Recreate the failed cells of the sweep (missing cells are left to `make job`)."""
-    prepared = prepare(load_grid(args))
-    settings = prepared.settings
     out = Output()
-    with connect(settings, args.context) as cluster:
-        jobs = cluster.list("Job", selector(settings))
-        existing = {j["metadata"]["name"]: j for j in jobs}
-        prepared.keep_existing_packs(jobs)
-        prepared.plan_arrays(cluster, jobs, "retry")
+    with _sweep_in_cluster(args, "retry") as (prepared, cluster, existing, _):
+        settings = prepared.settings
         arrayed = {unit.name: len(unit.cells) for unit in prepared.units if unit.kind == ARRAY}
         states = {unit.name: job_state(existing.get(unit.name)) for unit in prepared.units}
         failed = [(name, body) for name, body in prepared.bodies() if states[name] == "failed" or name in arrayed]

@@ -22,6 +22,10 @@ FAILURE_COUNT_KEY = "batch.kubernetes.io/job-index-failure-count"
 IGNORED_COUNT_KEY = "batch.kubernetes.io/job-index-ignored-failure-count"
 DISRUPTION_RULE = {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
 MAX_EXIT_CODES = 255  # the API's limit on the values of one onExitCodes rule
+# The API server stores counts as int32 (int64 for deadlines): a bigger value is refused there, after part
+# of a sweep may already be submitted, so it is refused when the settings are checked.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 
 
 def retries(settings):
@@ -108,6 +112,8 @@ def problems(settings, label_value_ok):
         value = settings.get(key)
         if value is not None and value < low:
             found.append((key, f"must be at least {low}, got {number_text(value)}"))
+        elif value is not None and value > INT32_MAX:
+            found.append((key, f"must be at most {number_text(INT32_MAX)}, got {number_text(value)}"))
     port = settings.get("master_port")
     if port is not None and not 1 <= port <= 65535:
         found.append(("master_port", f"must be a port number (1-65535), got {port}"))

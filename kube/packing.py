@@ -3,8 +3,8 @@
 Cells pack together when everything but their command and CPU/memory/storage is the same (image, GPUs,
 env, labels, volumes, scheduling, start-up...), so the packed container is right for every member. Packs
 are filled greedily in grid order until the next member would push the sum of `shared` above 1.0. A pack
-requests the SUM of its members' CPU, memory and storage (the original took the max of memory) and the
-common GPU count; its name is `<prefix>-<project>-shared-<hash of the members>` (always a valid name).
+requests the SUM of its members' CPU, memory and storage (every member runs at once) and the common GPU
+count; its name is `<prefix>-<project>-shared-<hash of the members>` (always a valid name).
 Packs already in the cluster are kept (their members are listed in the `toolbox/members` annotation): when
 the grid grows, a cell that already runs in a pack stays there, and only the new cells are packed.
 Members run as background `bash -c` processes (no GNU parallel), each with its own TOOLBOX_CELL_NAME and

@@ -65,7 +65,7 @@ class Resources:
 
 
 # -- checks of the settings -------------------------------------------------------------------------------
-def _check_number(problems, settings, key, low, strict=False, optional=False):
+def _check_number(problems, settings, key, low, strict=False, optional=False, high=None):
     value = settings.get(key)
     if value is None:
         if not optional:
@@ -74,6 +74,8 @@ def _check_number(problems, settings, key, low, strict=False, optional=False):
     if value < low or (strict and value == low):
         problems.append((key, f"must be {'more than' if strict else 'at least'} {number_text(low)}, "
                               f"got {number_text(value)}"))
+    elif high is not None and value > high:
+        problems.append((key, f"must be at most {number_text(high)}, got {number_text(value)}"))
 
 
 def label_value_ok(value):
@@ -134,15 +136,15 @@ def check_settings(s):
     problems.extend(check_identity(s))
     if not s.get("image"):
         problems.append(("image", "no image: set image, or registry_host and gitlab_user"))
-    _check_number(problems, s, "gpu_count", 0)
+    _check_number(problems, s, "gpu_count", 0, high=jobspec.INT32_MAX)
     _check_number(problems, s, "cpu_count", 0, strict=True)
     _check_number(problems, s, "memory", 0, strict=True)
     _check_number(problems, s, "ephemeral_storage", 0)
     _check_number(problems, s, "limit_ratio", 1)
     _check_number(problems, s, "shm_size", 0, strict=True, optional=True)
-    _check_number(problems, s, "backoff_limit", 0)
-    _check_number(problems, s, "ttl_seconds_after_finished", 0, optional=True)
-    _check_number(problems, s, "active_deadline_seconds", 1, optional=True)
+    _check_number(problems, s, "backoff_limit", 0, high=jobspec.INT32_MAX)
+    _check_number(problems, s, "ttl_seconds_after_finished", 0, optional=True, high=jobspec.INT32_MAX)
+    _check_number(problems, s, "active_deadline_seconds", 1, optional=True, high=jobspec.INT64_MAX)
     _check_number(problems, s, "shared", 0, strict=True)
     if s.get("shared") is not None and s["shared"] > 1:
         problems.append(("shared", f"must be at most 1 (a fraction of the GPUs), got {number_text(s['shared'])}"))

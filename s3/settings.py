@@ -12,6 +12,7 @@ import re
 import shutil
 import sys
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -144,6 +145,14 @@ def _endpoint(env, name, hint=None):
     if not endpoint.startswith(("http://", "https://")):
         raise _config_error(f"{name}={redact_url_credentials(endpoint)}",
                             "expected a URL starting with http:// or https://")
+    try:
+        parts = urllib.parse.urlsplit(endpoint)
+        parts.port  # noqa: B018 - reading it validates the port
+    except ValueError as err:
+        raise _config_error(f"{name}={redact_url_credentials(endpoint)}", f"not a valid URL: {err}",
+                            hint="e.g. https://s3.example.org or http://[::1]:9000") from None
+    if not parts.hostname:
+        raise _config_error(f"{name}={redact_url_credentials(endpoint)}", "not a valid URL: no host name")
     return endpoint.rstrip("/")
 
 
@@ -264,7 +273,6 @@ def round_trip(endpoint, attempts=PROBE_ATTEMPTS, timeout=PROBE_TIMEOUT) -> Opti
     """The best of `attempts` round trips to an endpoint, in seconds: TCP connect (+ TLS handshake for
     https) + a HEAD request until the first byte of the answer. None: unreachable. No credentials sent."""
     import socket
-    import urllib.parse
 
     parts = urllib.parse.urlsplit(endpoint)
     secure = parts.scheme == "https"

@@ -245,3 +245,15 @@ def test_credentials_in_the_endpoint_url_are_never_shown(s3, s3cli, project, mon
     r = s3cli("find", file="d/")
     assert (r.code, r.err) == (2, "error: S3_ENDPOINT_URL=ftp://***@host: expected a URL starting with http:// or "
                                   "https://\n")
+
+
+@pytest.mark.parametrize("endpoint, what", [
+    ("http://[::1", "not a valid URL: Invalid IPv6 URL"),
+    ("http://:9000", "not a valid URL: no host name"),
+    ("http://host:99999", "not a valid URL: Port out of range 0-65535"),
+])
+def test_a_malformed_endpoint_url_is_one_line(s3cli, monkeypatch, endpoint, what):
+    monkeypatch.setenv("S3_ENDPOINT_URL", endpoint)
+    r = s3cli("find", file="d/")
+    assert r.code == 2, r
+    assert r.err.splitlines()[0] == f"error: S3_ENDPOINT_URL={endpoint}: {what}", r.err

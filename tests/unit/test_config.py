@@ -372,7 +372,7 @@ def test_shipped_schemas_match_the_field_table(tmp_path):
     fields.write_schemas(str(tmp_path))
     for name in fields.SCHEMAS:
         shipped = Path(fields.SCHEMA_DIR, name).read_text()
-        assert (tmp_path / name).read_text() == shipped, f"schemas/{name} is stale: run `python fields.py`"
+        assert (tmp_path / name).read_text() == shipped, f"schemas/{name} is stale: run `make docs`"
 
 
 def test_schemas_accept_the_example_and_reject_typos():

@@ -74,7 +74,7 @@ def test_no_affinity_without_lists(project):
 
 
 def test_gpu_lists_of_kube_yaml_apply_without_special_gpu(project):
-    # the original loaded kube.yaml GPU lists only when special_gpu was set (bug 5)
+    # kube.yaml's GPU lists apply to every cell without special_gpu
     spec = pod_spec(one(project, "gpu_whitelist: [NVIDIA-A100]\n"))
     assert "NVIDIA-A100" in json.dumps(spec["affinity"])
 
@@ -237,7 +237,7 @@ def test_file_problems(project, cli, files, message):
 
 
 def test_file_null_ships_nothing(project):
-    # `file: null` resets to the default (nothing), unlike the original (bug 8)
+    # `file: null` resets to the default (nothing)
     spec = pod_spec(one(project, "file: [x]\n", launch=LAUNCH + "    file: null\n"))
     assert "toolbox-files" not in json.dumps(spec)
 

@@ -64,7 +64,7 @@ def test_long_names_are_abbreviated_then_cut(project):
 
 
 def test_model_and_dataset_are_part_of_the_hash(project):
-    # long model/dataset names are cut away; the original then gave both cells the same name
+    # long model/dataset names are cut away; the identity hash still tells the two cells apart
     long = "x" * 70
     launch = f"model:\n  {long}a: {{command: x}}\n  {long}b: {{command: y}}\n"
     a, b = names(project, launch)

@@ -65,6 +65,12 @@ def test_an_indexed_job_name_leaves_room_for_its_last_index():
     ("master_port", "70000", "master_port: must be a port number (1-65535), got 70000"),
     ("queue", "'team a'", "queue: 'team a' is not a valid LocalQueue name"),
     ("parallelism", "0", "parallelism: must be at least 1, got 0"),
+    ("retries", "3000000000", "retries: must be at most 2147483647, got 3000000000"),
+    # the API server stores these as int32: refused here, before part of a sweep is submitted
+    ("ttl_seconds_after_finished", "100000000000000000000",
+     "ttl_seconds_after_finished: must be at most 2147483647, got 100000000000000000000"),
+    ("backoff_limit", "2147483648", "backoff_limit: must be at most 2147483647, got 2147483648"),
+    ("gpu_count", "2147483648", "gpu_count: must be at most 2147483647, got 2147483648"),
 ])
 def test_bad_values_are_errors_at_their_line(project, cli, field, value, message):
     project.launch_yaml(f"model:\n  m:\n    command: run\n    {field}: {value}\n")
