@@ -6,6 +6,14 @@
 
 `make job` and `make dryrun` use exactly this (see docs/kubernetes.md).
 """
-from toolbox.kube.render import MAIN, TEMPLATE_DIR, Renderer, flow, parse_manifest, q, sweep_id  # noqa: F401
+from toolbox.kube.render import (  # noqa: F401
+    MAIN,
+    TEMPLATE_DIR,
+    Renderer,
+    flow,
+    parse_manifest,
+    q,
+    sweep_id,
+)
 
 __all__ = ["MAIN", "TEMPLATE_DIR", "Renderer", "flow", "parse_manifest", "q", "sweep_id"]

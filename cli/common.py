@@ -1,8 +1,8 @@
 """What every command handler shares: loading the grid of the project (printing its warnings)."""
 
-from toolbox.errors import warn
 from toolbox.core import grid as gridmod
 from toolbox.core.config import load_config
+from toolbox.errors import warn
 
 
 def load_grid(args, strict=True, lazy=False):

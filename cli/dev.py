@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from toolbox.core.console import format_table
+from toolbox.core.console import format_table, plural
 from toolbox.core.envfile import read_env
 from toolbox.core.grid import load_cells
 from toolbox.core.runenv import Interpreter
@@ -78,7 +78,7 @@ def cmd_shell(args):
     if env.kind == "plain" and "TOOLBOX_CONDA_ENV" not in activation:
         label += " (no project environment found: `make create_environment` creates one)"
     sys.stderr.write(f"make shell: {os.path.basename(argv[0])} with {label}; "
-                     f"{count} variable{'s' if count != 1 else ''} from .env; `exit` leaves\n")
+                     f"{plural(count, 'variable')} from .env; `exit` leaves\n")
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(argv[0], argv, environ)
@@ -108,8 +108,8 @@ def cmd_lint(args):
 
 def cmd_clean(args):
     folders, files, removed_build, notes = clean_project(".")
-    parts = [f"{folders} cache folder{'s' if folders != 1 else ''}",
-             f"{files} stray .pyc file{'s' if files != 1 else ''}"]
+    parts = [f"{plural(folders, 'cache folder')}",
+             f"{plural(files, 'stray .pyc file')}"]
     if removed_build:
         parts.append("build/")
     print("removed " + ", ".join(parts))
@@ -127,10 +127,10 @@ def cmd_debug(args):
         return 0
     cells = load_cells(project_dir=".")
     configs, skipped, conflicts, changed = update_for_cells(cells, overwrite=bool(args.overwrite))
-    print(f"{LAUNCH_JSON}: {len(configs)} configuration{'s' if len(configs) != 1 else ''} of the grid"
+    print(f"{LAUNCH_JSON}: {plural(len(configs), 'configuration')} of the grid"
           + ("" if changed else " (unchanged)") + "; pick one in VS Code's Run and Debug view")
     if skipped:
-        print(f"note: {len(skipped)} cell{'s' if len(skipped) != 1 else ''} run no python and got none: "
+        print(f"note: {plural(len(skipped), 'cell')} run no python and got none: "
               + ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else ""))
     if conflicts:
         print(f"note: kept your own configuration{'s' if len(conflicts) != 1 else ''} named "

@@ -9,9 +9,9 @@ import sys
 
 from toolbox.cli.common import load_grid
 from toolbox.cli.local import plan_lines
-from toolbox.core.config import load_config
 from toolbox.cli.output import Output, confirm
-from toolbox.core.console import format_table
+from toolbox.core.config import load_config
+from toolbox.core.console import format_table, plural
 from toolbox.errors import EXIT_FAILED, EXIT_INTERRUPTED, CommandError, Unreachable
 from toolbox.kube.build import BUILD_DIR
 from toolbox.kube.client import connect
@@ -35,7 +35,7 @@ def cmd_dryrun(args):
         print(f"\n{sum(len(members) for _, members in dry.arrays)} cells run as {len(dry.arrays)} array job(s) "
               "(array: true), each with its ConfigMap:")
         print("\n".join(f"  {name}: {len(members)} cells" for name, members in dry.arrays))
-    print(f"\nWrote {dry.jobs} Job manifest{'s' if dry.jobs != 1 else ''}"
+    print(f"\nWrote {plural(dry.jobs, 'Job manifest')}"
           + (f" and {dry.configmaps} ConfigMap(s)" if dry.configmaps else "")
           + f" to {BUILD_DIR}/ (namespace {grid.first().settings['namespace']}); nothing was submitted.")
     if dry.renderer.secret:
@@ -47,19 +47,15 @@ def cmd_dryrun(args):
 # -- make job / retry ---------------------------------------------------------------------------------------
 
 
-def _plural(count, word):
-    return f"{count} {word}{'s' if count != 1 else ''}"
-
-
 def print_errors(errors, noun, unreachable_count=None, what_failed="not submitted"):
     """Each distinct error once (the same reason for many objects: once, with a count)."""
     groups = grouped_errors(errors)
     others = sum(count for err, count in groups if not isinstance(err, Unreachable))
     for err, count in groups:
         if isinstance(err, Unreachable) and unreachable_count is not None:
-            err.details.append(f"({_plural(unreachable_count - others, noun)} {what_failed})")
+            err.details.append(f"({plural(unreachable_count - others, noun)} {what_failed})")
         elif count > 1:
-            err.details.append(f"(the same for {_plural(count - 1, 'more ' + noun)})")
+            err.details.append(f"(the same for {plural(count - 1, 'more ' + noun)})")
         print(err.format(), file=sys.stderr)
 
 
@@ -115,7 +111,7 @@ def cmd_retry(args):
         states = {unit.name: job_state(existing.get(unit.name)) for unit in prepared.units}
         failed = [(name, body) for name, body in prepared.bodies() if states[name] == "failed" or name in arrayed]
         missing = sum(1 for n, s in states.items() if s == "missing" and n not in arrayed)
-        note = f" ({missing} job{'s' if missing != 1 else ''} never submitted: `make job` submits them)" \
+        note = f" ({plural(missing, 'job')} never submitted: `make job` submits them)" \
             if missing else ""
         if not failed:
             print(f"No failed cells to retry{note}.")
@@ -140,7 +136,7 @@ def settle_arrays(cluster, plan, settings, out):
     if plan is None:
         return []
     for name, (_, cells) in plan.kept.items():
-        out.say(f"Array job '{name}': {_plural(len(cells), 'cell')} running, pending or done there. "
+        out.say(f"Array job '{name}': {plural(len(cells), 'cell')} running, pending or done there. "
                 "Doing nothing for them (overwrite=true replaces it).")
     for job in plan.stale:
         name = job["metadata"]["name"]

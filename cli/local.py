@@ -10,7 +10,7 @@ import sys
 
 from toolbox.cli.common import load_grid
 from toolbox.core import grid as gridmod
-from toolbox.core.console import column_widths, format_table, number_text, table_line
+from toolbox.core.console import column_widths, format_table, number_text, plural, table_line
 from toolbox.core.fields import SCHEMA_DIR, ignores_gpu_lists
 from toolbox.local.runner import run_cells
 
@@ -101,7 +101,7 @@ def cmd_plan(args):
     grid = load_grid(args, strict=False, lazy=True)
     special = [0]
     _write_chunks(plan_lines(_counting_special_gpu(grid, special)))
-    print(f"\n{grid.count} cell{'s' if grid.count != 1 else ''}")
+    print(f"\n{plural(grid.count, 'cell')}")
     if special[0]:  # once, not per cell
         one = special[0] == 1
         print(f"note: {special[0]} cell{'' if one else 's'} use{'s' if one else ''} special_gpu: gpu_whitelist/"

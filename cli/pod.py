@@ -1,17 +1,16 @@
 """`make pod`, `pod-dryrun`, `copy` (push the file: list into a running pod) and `deploy_key`."""
 import os
 
+from toolbox.cli.output import Output
 from toolbox.core import naming
 from toolbox.core.config import load_config
-from toolbox.core.console import human_bytes
+from toolbox.core.console import human_bytes, plural
 from toolbox.core.envfile import read_env
 from toolbox.errors import CommandError, ConfigError, KubeError, UsageError, warn
-from toolbox.cli.output import Output
 from toolbox.kube import objects, render
 from toolbox.kube.build import BUILD_DIR, HEADER, POD_DRYRUN_LIST, object_yaml, write_build
 from toolbox.kube.client import connect
-from toolbox.kube.pod import (CREATE_ATTEMPTS, check_copyable, exec_stdin, known_hosts, running_interactive,
-                              tar_archive)
+from toolbox.kube.pod import CREATE_ATTEMPTS, check_copyable, exec_stdin, known_hosts, running_interactive, tar_archive
 from toolbox.kube.scope import check_owner, project_settings, selector
 from toolbox.kube.submit import upsert_support, warn_missing
 
@@ -104,7 +103,7 @@ def cmd_copy(args):
         raise CommandError(f"pod/{pod}", f"copying failed (tar exit code {code})",
                            stderr.strip().splitlines()[-5:])
     total = sum(len(f.content) for f in fileset.files)
-    print(f"Copied {len(fileset.files)} file{'s' if len(fileset.files) != 1 else ''} ({human_bytes(total)}) "
+    print(f"Copied {plural(len(fileset.files), 'file')} ({human_bytes(total)}) "
           f"into pod '{pod}' (its working directory, the project checkout).")
     return 0
 

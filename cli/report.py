@@ -9,10 +9,11 @@ import os
 import time
 
 from toolbox.cli.common import load_grid
-from toolbox.core.console import human_duration
+from toolbox.core.console import human_duration, plural
+from toolbox.core.files import write_atomically
 from toolbox.errors import ConfigError, ToolboxError, UsageError, choices_line, warn
-from toolbox.kube.build import BUILD_DIR
 from toolbox.kube import arrays
+from toolbox.kube.build import BUILD_DIR
 from toolbox.kube.client import connect
 from toolbox.kube.scope import check_cluster_fields, selector
 from toolbox.kube.status import gpu_types, jobs_of
@@ -20,7 +21,7 @@ from toolbox.kube.sweep import Sweep
 from toolbox.local.state import STATE_FILE, STATES
 from toolbox.report.html import render
 from toolbox.report.sources import local_records, plan_records, read_local_state
-from toolbox.report.summary import plural, state_counts
+from toolbox.report.summary import state_counts
 
 REPORT_FILE = os.path.join(BUILD_DIR, "report.html")
 SOURCES = ("cluster", "local", "plan")
@@ -94,12 +95,7 @@ def gather(grid, choice, context):
 
 def write_report(text, path=REPORT_FILE):
     """Written whole or not at all: a browser reloading the page never reads half a file."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    partial = f"{path}.partial"
-    with open(partial, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(partial, path)
-    return path
+    return write_atomically(path, text)
 
 
 def cmd_report(args):
@@ -112,7 +108,7 @@ def cmd_report(args):
     project = grid.cells[0].settings.get("project_name") or os.path.basename(os.getcwd())
     path = write_report(render(source.records, f"Sweep {project}", source.description))
     counts = ", ".join(f"{n} {state}" for state, n in state_counts(source.records).items())
-    print(f"{source.description}.\n{plural(len(source.records))}: {counts}\n"
+    print(f"{source.description}.\n{plural(len(source.records), 'cell')}: {counts}\n"
           f"Wrote {path}: open file://{os.path.abspath(path)} in a browser.")
     if not choice:
         others = ", ".join(f"from={name}" for name in SOURCES if name != source.name)

@@ -6,14 +6,14 @@ as S3Error for launch.py to print (exit 1: something failed, 2: usage/configurat
 """
 from __future__ import annotations
 
-import signal
 import os
+import signal
 import sys
 import threading
 
-from toolbox.core.envfile import read_env, secret_values
 from toolbox.cli.output import confirm
-from toolbox.core.console import format_table, human_bytes, is_terminal
+from toolbox.core.console import format_table, human_bytes, is_terminal, plural
+from toolbox.core.envfile import read_env, secret_values
 from toolbox.errors import S3Error, S3UsageError, UsageError, did_you_mean
 from toolbox.s3 import apiclient
 from toolbox.s3.apiserver import DEFAULT_IDLE_TIMEOUT, DEFAULT_INITIAL_TIMEOUT, ApiServer, remove_token, write_token
@@ -27,10 +27,6 @@ MAX_SHOWN = 30
 ACTIONS = {"download": "download", "down": "download", "upload": "upload", "up": "upload",
            "remove": "remove", "rm": "remove", "delete": "delete", "del": "delete",
            "exit": "exit", "quit": "exit", "q": "exit", "": "exit"}
-
-
-def plural(n, word):
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def out(text=""):

@@ -7,14 +7,15 @@ import time
 from toolbox.cli.common import load_grid
 from toolbox.cli.output import Printer
 from toolbox.cli.watch import watch_status
+from toolbox.core.console import plural
 from toolbox.errors import EXIT_FAILED, UsageError, choices_line, did_you_mean
-from toolbox.kube.client import connect
-from toolbox.kube.logs import LogFollower
-from toolbox.kube.scope import check_cluster_fields, selector
 from toolbox.kube import arrays
+from toolbox.kube.client import connect
 from toolbox.kube.distributed import SERVICE_ROLE
 from toolbox.kube.jobspec import INDEX_KEY
+from toolbox.kube.logs import LogFollower
 from toolbox.kube.placement import ARRAY, NODES, SHARED, completion_index
+from toolbox.kube.scope import check_cluster_fields, selector
 from toolbox.kube.status import gpu_types, jobs_of, last_disruptions, newest, status_text
 from toolbox.kube.sweep import job_name_of
 
@@ -67,7 +68,7 @@ def cmd_logs(args):
         if not running:
             print("No running cells (`make status` shows the sweep; `make logs name=CELL` waits for one).")
             return 0
-        say(f"following {len(running)} running pod{'s' if len(running) != 1 else ''}")
+        say(f"following {plural(len(running), 'running pod')}")
         threads = []
         for (job, index), pod in sorted(running.items(), key=lambda item: (item[0][0], item[0][1] or 0)):
             write = functools.partial(_prefixed, printer, f"[{placement.label(job, index)}] ")

@@ -13,14 +13,14 @@ import sys
 import threading
 import time
 
-from toolbox.core.console import is_terminal
+from toolbox.core.console import is_terminal, plural
 from toolbox.errors import EXIT_FAILED
 from toolbox.kube import arrays
 from toolbox.kube.scope import selector
 from toolbox.kube.status import gpu_types, jobs_of
 from toolbox.kube.sweep import Sweep
 from toolbox.kube.watch import SweepWatch
-from toolbox.report.summary import plural, progress
+from toolbox.report.summary import progress
 from toolbox.report.terminal import frame, plain_line
 
 REDRAW_SECONDS = 0.25    # at most 4 frames a second, however many events arrive
@@ -154,7 +154,7 @@ def watch_status(cluster, cells, settings, interval=None, stream=None):
     if interrupted.is_set():
         view.end(f"Stopped watching: {done}/{total} done. The cells go on in the cluster.")
         return 128 + int(stop[0])  # 130 for Ctrl-C, 143 for SIGTERM
-    view.end(f"All {plural(total)} finished: {total - failed} succeeded, {failed} failed.")
+    view.end(f"All {plural(total, 'cell')} finished: {total - failed} succeeded, {failed} failed.")
     return EXIT_FAILED if failed else 0
 
 

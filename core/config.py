@@ -8,11 +8,11 @@ import os
 import re
 
 from toolbox.core import fields
+from toolbox.core.fields import CELL_FIELDS, FIELD_BY_NAME, PROJECT_FIELDS
 from toolbox.core.files import not_a_file
 from toolbox.core.hparams import load_filters, load_hparams
 from toolbox.core.yamlfile import dotted, load_yaml
 from toolbox.errors import ConfigError, Problem, choices_line, did_you_mean
-from toolbox.core.fields import FIELD_BY_NAME, PROJECT_FIELDS, CELL_FIELDS
 
 LAUNCH_FILE = os.path.join("config", "launch.yaml")
 KUBE_FILE = os.path.join("config", "kube.yaml")

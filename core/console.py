@@ -26,6 +26,11 @@ def table_line(cells, widths):
     return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
 
 
+def plural(count, word):
+    """3, 'cell' -> '3 cells'; 1 -> '1 cell'."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def human_bytes(n):
     """1536 -> '1.5 KiB'."""
     n = float(n)

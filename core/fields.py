@@ -15,8 +15,8 @@ import string
 
 from toolbox import TOOLBOX_DIR
 from toolbox.core import podschema
-from toolbox.errors import describe  # noqa: F401 (fields.describe: the messages of type problems)
 from toolbox.core.console import parse_bool
+from toolbox.errors import describe  # noqa: F401 (fields.describe: the messages of type problems)
 
 # Public Nautilus S3 endpoints -> in-cluster Ceph gateways (pods reach these faster, and some
 # public endpoints are blocked from inside the cluster). Overridable with `s3_endpoint_map`.

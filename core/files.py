@@ -1,7 +1,9 @@
-"""What a path is, for messages about files the toolbox reads (config/*.yaml, .env)."""
+"""What a path is, for messages about files the toolbox reads (config/*.yaml, .env), and writing a file
+whole or not at all."""
 import errno
 import os
 import stat
+import tempfile
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
@@ -25,3 +27,28 @@ def not_a_file(path):
         return None
     kind = next((kind for test, kind in _KINDS if test(mode)), "something else")
     return f"is {kind}, not a file"
+
+
+def write_atomically(path, text, mode=None):
+    """Write text to path through a temporary file renamed over it: a reader (a browser reloading the
+    report, a second toolbox process) sees the old file or the new one, never half of one. `mode` defaults
+    to what a plain open() would give (0666 less the umask); the temporary file is removed on failure."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    if mode is None:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)       # mkstemp makes it 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    return path

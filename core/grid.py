@@ -14,11 +14,8 @@ import math
 import os
 import types
 
-from toolbox.core import fields
-from toolbox.core import naming
-from toolbox.core import multinode
-from toolbox.core import syntax
-from toolbox.core.config import load_config, merge_layers, finalize
+from toolbox.core import fields, multinode, naming, syntax
+from toolbox.core.config import finalize, load_config, merge_layers
 from toolbox.core.syntax import hparam_name
 from toolbox.errors import ConfigError, UsageError, choices_line, did_you_mean
 

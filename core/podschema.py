@@ -174,7 +174,9 @@ def definitions():
 
 
 def _generate():
-    from kubernetes_validate import utils  # a test extra: only the developers who regenerate need it
+    from kubernetes_validate import (
+        utils,  # a test extra: only the developers who regenerate need it
+    )
 
     version = [v for v in utils.all_versions() if utils.major_minor(v) <= K8S_VERSION][-1]
     source = utils.schema_contents(f"kubernetes-json-schema/v{version}-local-strict/_definitions.json",

@@ -3,7 +3,6 @@
 Duplicate keys, YAML tags and syntax errors become located Problems instead of silent surprises.
 """
 import yaml
-
 from toolbox.core import fields
 from toolbox.errors import Problem
 

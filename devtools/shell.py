@@ -15,7 +15,7 @@ from pathlib import Path
 from toolbox import TOOLBOX_DIR as TOOLBOX_DIR_TEXT
 from toolbox.core import naming
 from toolbox.core.runenv import activate, with_src_on_pythonpath
-from toolbox.devtools.environment import (conda_envs, conda_root, _pyproject, _tail)
+from toolbox.devtools.environment import _pyproject, _tail, conda_envs, conda_root
 from toolbox.errors import CommandError, ToolboxError, UsageError, choices_line, did_you_mean
 
 TOOLBOX_DIR = Path(TOOLBOX_DIR_TEXT).resolve()

@@ -16,8 +16,8 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 
+from toolbox.core.files import write_atomically
 from toolbox.core.runenv import Interpreter, activate
 from toolbox.devtools.shell import MAKE_INTERNALS, make_command_line_variables, make_targets
 from toolbox.errors import CommandError, ToolboxError, UsageError, choices_line, did_you_mean
@@ -382,24 +382,11 @@ def write_launch_json(remove, add, path=LAUNCH_JSON):
 def _replace_file(path, text, backup):
     """Write text to path at once (a temporary file renamed over it), keeping its mode; the old file goes to
     path.bak first when backup is set."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
+    mode = None
     if backup:
         shutil.copyfile(path, path + ".bak")
         mode = os.stat(path).st_mode & 0o777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".launch.json.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, mode)  # mkstemp makes it private; keep the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(path, text, mode)
 
 
 def existing_configurations(path=LAUNCH_JSON):

@@ -18,9 +18,9 @@ import sys
 import threading
 import types
 
+from toolbox.errors import KubeError, ToolboxError, Unreachable
 from toolbox.kube.objects import HASH_ANNOTATION
 from toolbox.kube.scope import check_owner
-from toolbox.errors import KubeError, ToolboxError, Unreachable
 
 THREADS = 16
 DEFAULT_API_TIMEOUT = 60     # seconds an API request may wait for its answer (kube.yaml api_timeout)

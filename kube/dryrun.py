@@ -3,14 +3,18 @@
 Two passes over the cells (a grid makes them on demand, core/grid.py): the first renders every Job and
 collects every problem, writing nothing (a bad config leaves build/ as it was); the second renders each
 Job again (a substitution into the shape's manifest) and writes it at once. Only the cells that share GPUs
-(packing.py, usually few) are held, because a pack needs all its members.
+or run as an array (packs need all their members) are held; the packs are rendered again when written, so
+that an array's ConfigMaps of commands are not all held at once either.
 """
 import os
 
 from toolbox.core.envfile import read_env
-from toolbox.kube import arrays, distributed, jobspec, packing, render, units
+from toolbox.kube import render, units
 from toolbox.kube.build import BUILD_DIR, DRYRUN_LIST, HEADER, BuildWriter, object_yaml
 from toolbox.kube.scope import check_cluster_fields
+
+# what the objects written beside a Job are for (`kubectl apply -f build/` creates them together)
+COMPANION_ROLES = {"Service": "the pods' DNS names", "ConfigMap": "the cells of the array and their start-up script"}
 
 
 class DryRun:
@@ -21,30 +25,23 @@ class DryRun:
         check_cluster_fields(grid.config)
         self.grid = grid
         self.renderer = render.Renderer(".", read_env(), render.sweep_id(grid))
-        self.packs = []
-        self.arrays = []
+        self.waiting = []        # the cells of packs: shared GPUs, arrays
+        self.packed = []         # (kind, pack name, members) of every pack
         self.jobs = self.configmaps = 0
         self._where = None
 
+    @property
+    def packs(self):
+        return [(name, members) for kind, name, members in self.packed if kind == units.SHARED]
+
+    @property
+    def arrays(self):
+        return [(name, members) for kind, name, members in self.packed if kind == units.ARRAY]
+
     def check(self):
         """Render every Job once and raise every problem (ConfigError) before anything is written."""
-        shared, arrayed = [], []
-        for cell in self.grid:
-            kind = units.kind_of(cell)
-            if kind == units.SHARED:
-                shared.append(cell)
-            elif kind == units.ARRAY:
-                arrayed.append(cell)
-            elif kind == units.NODES:
-                distributed.job_manifest(self.renderer, cell)
-            else:
-                self.renderer.cell_manifest(cell)
-        _, self.packs = packing.pack(shared)
-        for name, members in self.packs:
-            self.renderer.pack_manifest(name, members)
-        self.arrays = arrays.pack(arrayed)
-        for name, members in self.arrays:
-            arrays.job_manifest(self.renderer, name, members)
+        self.waiting = [cell for cell in self.grid if units.cell_unit(self.renderer, cell) is None]
+        self.packed = [(unit.kind, unit.name, unit.cells) for unit in units.pack_units(self.renderer, self.waiting)]
         self.renderer.check(self._locate)
         for text in self.renderer.samples:  # one manifest per distinct settings: the templates made YAML
             render.parse_manifest(text, "dryrun")
@@ -60,32 +57,23 @@ class DryRun:
         """Write every Job (then the packs and the ConfigMaps of shipped files), yielding each cell."""
         writer = BuildWriter(DRYRUN_LIST)
         for cell in self.grid:
-            kind = units.kind_of(cell)
-            if kind == units.CELL:
-                self._job(writer, jobspec.job_name(cell.name, cell.settings), self.renderer.cell_manifest(cell))
-            elif kind == units.NODES:
-                job = distributed.job_name(cell)
-                self._job(writer, job, distributed.job_manifest(self.renderer, cell))
-                self._companion(writer, distributed.service(cell.settings, job, cell.name), "the pods' DNS names")
+            unit = units.cell_unit(self.renderer, cell)
+            if unit is not None:
+                self._unit(writer, unit)
             yield cell
-        for name, members in self.packs:
-            self._job(writer, name, self.renderer.pack_manifest(name, members))
-        for name, members in self.arrays:
-            self._job(writer, name, arrays.job_manifest(self.renderer, name, members))
-            self._companion(writer, arrays.configmap(self.renderer, name, members),
-                            "the cells of the array and their start-up script")
+        for unit in units.pack_units(self.renderer, self.waiting):
+            self._unit(writer, unit)
         for configmap in self.renderer.configmaps():
             path = os.path.join(BUILD_DIR, f"{configmap['metadata']['name']}.yaml")
             writer.write(path, object_yaml(configmap, "make dryrun: the files of file:", path))
             self.configmaps += 1
         writer.finish()
 
-    def _companion(self, writer, obj, what):
-        """A Service or array ConfigMap, written beside its Job (`kubectl apply -f build/` creates both)."""
-        path = os.path.join(BUILD_DIR, f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml")
-        writer.write(path, object_yaml(obj, f"make dryrun: {what}", path))
-
-    def _job(self, writer, name, text):
-        path = os.path.join(BUILD_DIR, f"{name}.yaml")
-        writer.write(path, HEADER.format(what="make dryrun", path=path) + text)
+    def _unit(self, writer, unit):
+        """A Job, with the Service or array ConfigMap it owns written beside it."""
+        path = os.path.join(BUILD_DIR, f"{unit.name}.yaml")
+        writer.write(path, HEADER.format(what="make dryrun", path=path) + unit.text)
         self.jobs += 1
+        for obj in unit.extras:
+            path = os.path.join(BUILD_DIR, f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml")
+            writer.write(path, object_yaml(obj, f"make dryrun: {COMPANION_ROLES[obj['kind']]}", path))

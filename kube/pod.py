@@ -6,8 +6,8 @@ cluster's interactive-pod limits (pod_max_gpu/memory/cpu) with a warning.
 """
 import io
 import os
-import subprocess
 import shutil
+import subprocess
 import tarfile
 import time
 

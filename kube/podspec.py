@@ -7,9 +7,9 @@ import math
 import os
 import re
 
-from toolbox.kube import jobspec, objects
 from toolbox.core import fields, naming, podschema
 from toolbox.core.console import number_text
+from toolbox.kube import jobspec, objects
 
 DEPLOY_KEY_DIR = "/etc/toolbox/deploy-key"
 MAIN = "main"

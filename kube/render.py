@@ -21,8 +21,8 @@ import re
 import shlex
 
 from toolbox import TOOLBOX_DIR
-from toolbox.errors import ConfigError, Problem
 from toolbox.core import podschema
+from toolbox.errors import ConfigError, Problem
 from toolbox.kube import jobspec, objects, packing, podspec
 from toolbox.kube.yamltext import block, flow, json_escape, q, yaml_escape
 

@@ -5,13 +5,11 @@ Everything is read with list calls (one for jobs, one for pods, by label), never
 import datetime
 import functools
 
-from toolbox.core.console import format_table, human_duration
+from toolbox.core.console import format_table, human_duration, plural
 from toolbox.errors import KubeError
-from toolbox.kube.jobspec import IGNORED_COUNT_KEY, QUEUE_LABEL
 from toolbox.kube import distributed
+from toolbox.kube.jobspec import IGNORED_COUNT_KEY, QUEUE_LABEL
 from toolbox.kube.placement import ARRAY, NODES, Placement, disruption, newest
-
-
 
 
 # -- states -----------------------------------------------------------------------------------------------
@@ -232,7 +230,7 @@ def status_text(cells, jobs, pods, products=None, job_of=None, disruptions=None,
     lines = []
     for job, members in placement.packs().items():
         if placement.kind[members[0]] == ARRAY:
-            lines.append(f"\narray job {job}: {len(members)} cell{'s' if len(members) != 1 else ''} (#index in JOB)")
+            lines.append(f"\narray job {job}: {plural(len(members), 'cell')} (#index in JOB)")
         else:
             lines.append(f"\nshared job {job}: {', '.join(members)}")
     multi = sorted({job for name, job in placement.items() if placement.kind[name] == NODES})
@@ -240,7 +238,7 @@ def status_text(cells, jobs, pods, products=None, job_of=None, disruptions=None,
         present = sum(distributed.service_name(job) in services for job in multi)
         lines.append(f"\n{len(multi)} multi-node cell{'s' if len(multi) != 1 else ''}: {present} of their headless "
                      "Services in the namespace")
-    return f"{table}\n\n{len(cells)} cell{'s' if len(cells) != 1 else ''}: {summary}{''.join(lines)}"
+    return f"{table}\n\n{plural(len(cells), 'cell')}: {summary}{''.join(lines)}"
 
 
 def jobs_of(cells, jobs=(), members=None):

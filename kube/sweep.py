@@ -12,14 +12,7 @@ import re
 import time
 
 from toolbox.kube.placement import ARRAY, Placement, completion_index
-from toolbox.kube.status import (
-    job_state,
-    parse_time,
-    pod_reason,
-    pods_by_job,
-    queued_reason,
-    requested_gpu,
-)
+from toolbox.kube.status import job_state, parse_time, pod_reason, pods_by_job, queued_reason, requested_gpu
 
 FINISHED = ("succeeded", "failed")
 CHANGES_KEPT = 200

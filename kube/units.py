@@ -38,26 +38,38 @@ def kind_of(cell):
 def render(renderer, cells, existing_packs=None, array_cells=None):
     """Every unit of `cells`, rendered (problems collected in the renderer: call its check()). `array_cells`:
     the array cells that need a pack (default: all of them); the others are not submitted."""
-    plain, arrayed = [], []
-    units = []
+    found, waiting = [], []
     for cell in cells:
-        kind = kind_of(cell)
-        if kind == ARRAY:
-            arrayed.append(cell)
-        elif kind == NODES:
-            job = distributed.job_name(cell)
-            units.append(Unit(job, distributed.job_manifest(renderer, cell), [cell], NODES,
-                              [distributed.service(cell.settings, job, cell.name)]))
+        unit = cell_unit(renderer, cell)
+        if unit is None:
+            waiting.append(cell)
         else:
-            plain.append(cell)
-    singles, packs = packing.pack(plain, existing_packs)
-    units = [Unit(jobspec.job_name(cell.name, cell.settings), renderer.cell_manifest(cell), [cell])
-             for cell in singles] + units
-    units += [Unit(name, renderer.pack_manifest(name, members), members, SHARED) for name, members in packs]
-    for name, members in arrays.pack(arrayed if array_cells is None else array_cells):
-        units.append(Unit(name, arrays.job_manifest(renderer, name, members), members, ARRAY,
-                          [arrays.configmap(renderer, name, members)]))
-    return units
+            found.append(unit)
+    return found + list(pack_units(renderer, waiting, existing_packs, array_cells))
+
+
+def cell_unit(renderer, cell):
+    """The unit of a plain or multi-node cell, rendered; None for a cell that waits for its pack (shared
+    GPUs, array): a grid that streams needs to hold only those."""
+    kind = kind_of(cell)
+    if kind == CELL:
+        return Unit(jobspec.job_name(cell.name, cell.settings), renderer.cell_manifest(cell), [cell])
+    if kind == NODES:
+        job = distributed.job_name(cell)
+        return Unit(job, distributed.job_manifest(renderer, cell), [cell], NODES,
+                    [distributed.service(cell.settings, job, cell.name)])
+    return None
+
+
+def pack_units(renderer, waiting, existing_packs=None, array_cells=None):
+    """The shared-GPU packs and the array packs of the cells cell_unit left waiting."""
+    shared = [cell for cell in waiting if not arrays.is_array(cell)]
+    arrayed = [cell for cell in waiting if arrays.is_array(cell)] if array_cells is None else array_cells
+    for name, members in packing.pack(shared, existing_packs)[1]:
+        yield Unit(name, renderer.pack_manifest(name, members), members, SHARED)
+    for name, members in arrays.pack(arrayed):
+        yield Unit(name, arrays.job_manifest(renderer, name, members), members, ARRAY,
+                   [arrays.configmap(renderer, name, members)])
 
 
 class ArrayPlan:

@@ -16,10 +16,10 @@ import sys
 import threading
 import time
 
+from toolbox.core import multinode
 from toolbox.core.console import format_table, human_duration
 from toolbox.core.runenv import run_environment
 from toolbox.errors import EXIT_FAILED, UsageError, warn
-from toolbox.core import multinode
 from toolbox.local.nodes import run_nodes
 from toolbox.local.state import StateRecord
 from toolbox.local.stopping import DEFAULT_GRACE, Stopper

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 
+from toolbox.core.files import write_atomically
 from toolbox.errors import warn
 
 STATE_FILE = os.path.join("build", "local-state.json")
@@ -53,7 +54,7 @@ class StateRecord:
                               ensure_ascii=False)
             self.dirty = False
         try:
-            _write_atomically(self.path, text)
+            write_atomically(self.path, text)
         except OSError as err:
             self.broken = True
             warn(f"{self.path}: cannot write the state of this run ({err.strerror}); the runs go on")
@@ -62,18 +63,3 @@ class StateRecord:
         self.interval = max(WRITE_INTERVAL, spent / MAX_WRITE_SHARE)
         self.last_write = time.monotonic()
 
-
-def _write_atomically(path, text):
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    temp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(temp, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except OSError:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise

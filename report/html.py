@@ -8,9 +8,9 @@ through `html.escape`; the script reads the page, never data pasted into it.
 import html
 import time
 
-from toolbox.core.console import human_duration
+from toolbox.core.console import human_duration, plural
 from toolbox.report.layout import blocks
-from toolbox.report.summary import ORDER, plural, progress, reason_groups, state_counts
+from toolbox.report.summary import ORDER, progress, reason_groups, state_counts
 
 CSS = """
 :root{--ok:#2f9e44;--ok-bg:#d3f9d8;--bad:#e03131;--bad-bg:#ffe3e3;--run:#1c7ed6;--run-bg:#d0ebff;
@@ -137,7 +137,7 @@ def block_html(block):
     fixed = ", ".join(f"{key}={value}" for key, value in block.fixed.items())
     name = " × ".join(esc(part) for part in (block.model, block.dataset) if part) or "cells"
     return (f'<section class="block"><h2>{name}'
-            f'<small>{esc(plural(len(block.records)))}: {esc(counts)}</small></h2>'
+            f'<small>{esc(plural(len(block.records), "cell"))}: {esc(counts)}</small></h2>'
             + (f'<p class="fixed">same in every cell: {esc(fixed)}</p>' if fixed else "")
             + f'<div class="tables">{"".join(table_html(block, t) for t in block.tables)}</div></section>')
 
@@ -146,13 +146,13 @@ def summary_html(records):
     counts = state_counts(records)
     total = max(len(records), 1)
     segments = "".join(f'<span class="{state_class(s)}" style="width:{100 * n / total:.3f}%" '
-                       f'title="{esc(plural(n))} {esc(s)}"></span>' for s, n in counts.items())
+                       f'title="{esc(plural(n, "cell"))} {esc(s)}"></span>' for s, n in counts.items())
     legend = "".join(f'<li><button type="button" data-state="{esc(s)}"><span class="sw {state_class(s)}"></span>'
                      f'{n} {esc(s)}</button></li>' for s, n in counts.items())
     done, failed, all_cells = progress(records)
     percent = f" ({100 * done / all_cells:.0f}%)" if all_cells else ""
     return (f'<div class="bar" id="summary">{segments}</div><ul class="legend">{legend}</ul>'
-            f'<p class="meta" id="progress">{done} of {esc(plural(all_cells))} done{percent}'
+            f'<p class="meta" id="progress">{done} of {esc(plural(all_cells, "cell"))} done{percent}'
             + (f", {failed} failed" if failed else "") + "</p>")
 
 
@@ -162,7 +162,7 @@ def attention_html(records):
         groups = reason_groups(records, state)
         if not groups:
             continue
-        items = "".join(f"<li><b>{esc(plural(n))}</b>: {esc(reason)}</li>" for n, reason in groups)
+        items = "".join(f"<li><b>{esc(plural(n, 'cell'))}</b>: {esc(reason)}</li>" for n, reason in groups)
         parts.append(f'<h2>{heading}</h2><ul class="reasons-{state}">{items}</ul>')
         if state == "failed":
             rows = "".join(f"<tr><td>{esc(r['name'])}</td><td>{esc(r.get('detail') or r.get('reason'))}</td></tr>"

@@ -26,7 +26,3 @@ def reason_groups(records, state):
     found = collections.Counter(record.get("reason") or "no reason given" for record in records
                                 if record["state"] == state)
     return sorted(((count, reason) for reason, count in found.items()), key=lambda item: (-item[0], item[1]))
-
-
-def plural(count, word="cell"):
-    return f"{count} {word}{'' if count == 1 else 's'}"

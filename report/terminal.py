@@ -6,8 +6,8 @@ in-place redraw) and at most `height` lines (the cursor cannot move back into th
 """
 import time
 
-from toolbox.core.console import human_duration
-from toolbox.report.summary import plural, progress, reason_groups, state_counts
+from toolbox.core.console import human_duration, plural
+from toolbox.report.summary import progress, reason_groups, state_counts
 
 # ANSI SGR colours of each state; colourless terminals get distinct bar glyphs instead.
 COLOURS = {"succeeded": "32", "failed": "31", "running": "36", "pending": "33", "interrupted": "35",
@@ -73,12 +73,12 @@ def _group_lines(records, state, heading, limit):
     if not groups or limit <= 0:
         return []
     cells = sum(count for count, _ in groups)
-    lines = [Line((f"{heading} ({plural(cells)}):", state))]
+    lines = [Line((f"{heading} ({plural(cells, 'cell')}):", state))]
     shown = groups if len(groups) <= limit else groups[:limit - 1]
-    lines += [Line(f"  {plural(count):>10}: {reason}") for count, reason in shown]
+    lines += [Line(f"  {plural(count, 'cell'):>10}: {reason}") for count, reason in shown]
     if len(shown) < len(groups):
         rest = groups[len(shown):]
-        lines.append(Line(f"  {plural(sum(c for c, _ in rest)):>10}: {len(rest)} other reasons"))
+        lines.append(Line(f"  {plural(sum(c for c, _ in rest), 'cell'):>10}: {len(rest)} other reasons"))
     return lines
 
 
@@ -98,7 +98,8 @@ def frame(records, title, changes=(), problems=(), width=100, height=30, colour=
     """The lines of one frame of the live view (see the module's docstring)."""
     now = time.time() if now is None else now
     done, failed, total = progress(records)
-    head = [Line((f"{title}: {plural(total)}", None), (f"   {time.strftime('%H:%M:%S', time.localtime(now))}", None)),
+    clock = time.strftime("%H:%M:%S", time.localtime(now))
+    head = [Line((f"{title}: {plural(total, 'cell')}", None), (f"   {clock}", None)),
             bar(records, min(BAR_WIDTH, max(width - 30, 10)), colour).add(f" {done}/{total} done").add(
                 f", {failed} failed" if failed else "", "failed"),
             _counts_line(records)]

@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from toolbox.core.envfile import redact
+from toolbox.core.files import write_atomically
 from toolbox.errors import EXIT_USAGE, S3Error, S3UsageError, did_you_mean
 from toolbox.s3 import operations
 from toolbox.s3.apiclient import HOST, encode, encode_error, foreign, identity, log, token_file, where
@@ -46,11 +47,7 @@ def write_token(path) -> str:
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
         _keep_private(folder)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token)
-        os.replace(tmp, path)
+        write_atomically(path, token, mode=0o600)
     except OSError as err:
         raise S3Error(path, f"cannot write the S3 API token file: {err.strerror or err}") from None
     return token

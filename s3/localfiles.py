@@ -15,8 +15,7 @@ import stat as stat_mod
 from typing import Iterable, List, Optional
 
 from toolbox.errors import S3Error, warn
-from toolbox.s3.paths import (LocalFile, Pattern, RemoteObject, TEMP_PREFIX, is_internal_name, local_path_for,
-                              temp_owner)
+from toolbox.s3.paths import TEMP_PREFIX, LocalFile, Pattern, RemoteObject, is_internal_name, local_path_for, temp_owner
 
 _warned = set()
 

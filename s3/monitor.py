@@ -17,10 +17,10 @@ import threading
 import time
 from contextlib import contextmanager
 
-from toolbox.errors import S3Error, S3UsageError
 from toolbox.core.locks import exclusive_lock
-from toolbox.s3.paths import LOCK_NAME, Transfer, parse_folder, unchanged_for_upload
+from toolbox.errors import S3Error, S3UsageError
 from toolbox.s3.localfiles import find_local
+from toolbox.s3.paths import LOCK_NAME, Transfer, parse_folder, unchanged_for_upload
 from toolbox.s3.transfer import Silent, find_remote
 
 

@@ -22,8 +22,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional
 
-from toolbox.errors import S3UsageError
 from toolbox.core.private import protected_stem
+from toolbox.errors import S3UsageError
 
 WILDCARDS = "*?"
 # Names the toolbox itself writes next to user files; never matched locally (so never uploaded).

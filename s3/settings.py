@@ -18,7 +18,6 @@ from typing import List, Optional, Tuple
 
 from toolbox.errors import S3UsageError
 
-
 BACKENDS = ("s5cmd", "boto3")
 DEFAULT_WORKERS = 32
 # One part size for both backends, so multipart ETags (and checksum=true decisions) agree.

@@ -60,7 +60,9 @@ class _DaemonExecutor:
         self._threads = []
 
     def submit(self, fn, *args, **kwargs):
-        from concurrent.futures import Future      # only large files need it: not on every command's path
+        from concurrent.futures import (
+            Future,  # only large files need it: not on every command's path
+        )
 
         future = Future()
         self._tasks.put((future, fn, args, kwargs))
@@ -217,7 +219,11 @@ class Boto3Backend(Backend):
 
     def _get_small(self, key, out, batch):
         """GET into the open file; a body cut mid-way (connection reset) is fetched again, with backoff."""
-        from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+        from botocore.exceptions import (
+            IncompleteReadError,
+            ReadTimeoutError,
+            ResponseStreamingError,
+        )
         from urllib3.exceptions import ProtocolError
 
         for attempt in range(STREAM_ATTEMPTS):

@@ -175,7 +175,8 @@ class S3Contract:
     # ------------------------------------------------------------ sync
     def test_sync_up_with_delete_removes_extraneous_keys_only_under_the_pattern(self):
         self.s3.seed({"d/old": "x", "d/keep": "k", "d2/other": "o"})
-        make_tree("", {"d/keep": "k", "d/new": "n"})
+        # files older than the objects (a second boundary between seed and write must not matter)
+        make_tree("", {"d/keep": "k", "d/new": "n"}, mtime=time.time() - 3600)
         result = s3utils.sync_s3_path("d", "up", delete=True, progress=False)
         assert list(result) == ["d/new"] and result.skipped == ["d/keep"] and result.deleted == ["d/old"]
         assert self.s3.keys() == ["d/keep", "d/new", "d2/other"]
