@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-TOOLBOX = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import TOOLBOX, make_project, peak_rss
 
 LAUNCH_10K = """\
 model:
@@ -38,41 +38,18 @@ def launch_of(extra_axes):
                               "      seed: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" + axes)
 
 
-def peak_rss(cmd, cwd):
-    """(peak RSS in MiB of the command and its children, wall seconds), in a fresh process so that the
-    children's maximum is this command's alone."""
-    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-             "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - t)")
-    out = subprocess.run([sys.executable, "-c", probe, *cmd], cwd=cwd, capture_output=True, text=True, check=True)
-    kib, seconds = out.stdout.split()
-    return int(kib) / 1024, float(seconds)
-
-
 def memory_rows(tmp, py):
     rows = []
     for extra, label in ((0, "10^4"), (1, "10^5"), (2, "10^6")):
         root = os.path.join(tmp, f"grid{extra}")
         make_project(root, launch_of(extra))
         for target in ("plan", "local-dryrun"):
-            rss, seconds = peak_rss(["make", target, py, "max_cells=1000000"], root)
+            seconds, rss = peak_rss(["make", target, py, "max_cells=1000000"], root)
             rows.append((f"make {target}, {label} cells: peak RSS", "flat", f"{rss:.0f} MiB", f"{seconds:.1f} s"))
     return rows
 
 
 LAUNCH_SLEEP = "model:\n  nap:\n    command: sleep 1\n    hparam: {i: [1, 2, 3, 4, 5, 6, 7, 8]}\n"
-
-
-def make_project(root, launch):
-    os.makedirs(os.path.join(root, "config"))
-    os.makedirs(os.path.join(root, "src"))
-    os.symlink(TOOLBOX, os.path.join(root, "src", "toolbox"))
-    os.symlink("src/toolbox/Makefile", os.path.join(root, "Makefile"))
-    os.symlink("src/toolbox/launch.py", os.path.join(root, "launch.py"))
-    with open(os.path.join(root, "config", "kube.yaml"), "w") as f:
-        f.write("project_name: bench\nuser: alice\nnamespace: ns\n")
-    with open(os.path.join(root, "config", "launch.yaml"), "w") as f:
-        f.write(launch)
 
 
 def timed(cmd, cwd, repeat=5):

@@ -27,6 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
+from common import peak_rss
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 TARGETS = {"job-100": 0.5, "job-1000": 5.0, "status-1000": 1.0, "dryrun-10000": 3.0, "array-job": 1.5,
@@ -43,16 +46,8 @@ def grid_yaml(cells):
 
 
 def make_project(base, name, cells, user):
-    path = Path(base) / name
-    (path / "src").mkdir(parents=True)
-    (path / "config").mkdir()
-    os.symlink(ROOT, path / "src" / "toolbox")
-    os.symlink("src/toolbox/Makefile", path / "Makefile")
-    os.symlink("src/toolbox/launch.py", path / "launch.py")
-    (path / "config" / "kube.yaml").write_text(f"project_name: bench\nuser: {user}\nnamespace: ns\n")
-    (path / "config" / "launch.yaml").write_text(grid_yaml(cells))
-    (path / ".env").write_text("WANDB_API_KEY=bench-secret-value\n")
-    return path
+    """A project of `cells` cells, with a .env (make job creates its Secret)."""
+    return common.make_project(Path(base) / name, grid_yaml(cells), user, "WANDB_API_KEY=bench-secret-value\n")
 
 
 def timed(command, cwd, env):
@@ -62,18 +57,6 @@ def timed(command, cwd, env):
     if done.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     return seconds, done.stdout
-
-
-def peak_rss(command, cwd, env):
-    """(seconds, largest RSS in MiB of the command and its children): the command runs under a small
-    Python parent whose RUSAGE_CHILDREN covers exactly its process tree."""
-    code = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True); "
-            "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    seconds, out = timed([PYTHON, "-c", code, *command], cwd, env)
-    code, kib = out.split()
-    if code != "0":
-        sys.exit(f"{' '.join(command)} failed ({code})")
-    return seconds, int(kib) / 1024
 
 
 def interrupt_latency(project, env, double):

@@ -10,7 +10,7 @@ import sys
 
 from toolbox.cli.common import load_grid
 from toolbox.core import grid as gridmod
-from toolbox.core.console import column_widths, format_table, number_text, plural, table_line
+from toolbox.core.console import column_widths, number_text, plural, table_line
 from toolbox.core.fields import SCHEMA_DIR, ignores_gpu_lists
 from toolbox.local.runner import run_cells
 
@@ -61,10 +61,6 @@ def resources(settings):
 def plan_row(cell):
     return [cell.name, cell.model, cell.dataset or "-",
             " ".join(f"{k}={v}" for k, v in cell.visible_hparams) or "-", resources(cell.settings)]
-
-
-def plan_table(cells):
-    return format_table(PLAN_HEADERS, [plan_row(c) for c in cells])
 
 
 def plan_lines(cells):

@@ -113,11 +113,6 @@ class Config:
                 return [f"{pair.black}: {self.where(*other)}"]
         return []
 
-    def base_settings(self, dataset, model):
-        """Resolved cluster settings of a (dataset, model) pair before hparam overrides."""
-        layers = [self.kube_layer, self.root_layer, self.datasets[dataset].settings, self.models[model].settings]
-        return finalize(merge_layers(layers), self.project)
-
 
 # -- the one precedence rule --------------------------------------------------------------------------
 def merge_layers(layers):

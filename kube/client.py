@@ -118,8 +118,8 @@ def _short_reason(err):
 
 
 def _timed_out(err, urllib3):
-    reason = getattr(err, "reason", None)
-    return isinstance(err, urllib3.exceptions.ReadTimeoutError) or isinstance(reason, urllib3.exceptions.ReadTimeoutError)
+    timeout = urllib3.exceptions.ReadTimeoutError
+    return isinstance(err, timeout) or isinstance(getattr(err, "reason", None), timeout)
 
 
 def translate(err, where, host="", timeout=None):

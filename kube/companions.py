@@ -15,8 +15,6 @@ from toolbox.kube import arrays, distributed
 from toolbox.kube.objects import HASH_ANNOTATION, content_hash
 from toolbox.kube.scope import check_owner, selector
 
-ROLES = (distributed.SERVICE_ROLE, arrays.ARRAY_ROLE)
-
 
 def _with_hash(body):
     annotations = body["metadata"].setdefault("annotations", {})

@@ -93,7 +93,8 @@ class _Walk:
         except OSError:
             reason = not_a_file(full)
             missing = reason == "does not exist"
-            self.problem(f"'{rel}' {reason}", [f"paths are relative to the project root ({self.top})"] if missing else [])
+            hints = [f"paths are relative to the project root ({self.top})"] if missing else []
+            self.problem(f"'{rel}' {reason}", hints)
             return
         is_dir = stat.S_ISDIR(info.st_mode)
         if not is_dir and DOTENV in (os.path.basename(rel), os.path.basename(real)):

@@ -69,11 +69,6 @@ def env_secret_name(settings):
     return naming.object_name(user, project, "env", digest=naming.owner_hash(user, project))
 
 
-def legacy_env_secret_name(settings):
-    """The .env Secret's name before it carried the owner hash (`make delete` removes such leftovers)."""
-    return naming.object_name(settings["user"], settings["project_name"], "env")
-
-
 def env_problems(values):
     """Keys a Secret cannot hold or envFrom cannot export (never the values)."""
     problems = []

@@ -37,6 +37,22 @@ def job_state(job):
     return "pending"
 
 
+def failed_condition(job):
+    """The Job's Failed=True condition (None while it has not failed)."""
+    for condition in ((job or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            return condition
+    return None
+
+
+def job_failure_detail(job):
+    """'<reason>: <message>' of a failed Job's Failed condition ('' when it has none)."""
+    condition = failed_condition(job)
+    if condition is None:
+        return ""
+    return f"{condition.get('reason') or 'Failed'}: {condition.get('message') or ''}".strip(": ")
+
+
 def pods_of_jobs(pods):
     """job name -> its pods."""
     grouped = {}

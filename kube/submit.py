@@ -9,7 +9,7 @@ from toolbox.core.envfile import read_env
 from toolbox.errors import CommandError, KubeError, Unreachable, warn
 from toolbox.kube import arrays, companions, objects, packing, render, units
 from toolbox.kube.scope import check_cluster_fields, check_owner, selector
-from toolbox.kube.status import job_state
+from toolbox.kube.status import job_failure_detail, job_state
 
 REPLACE_WAIT = 60.0
 
@@ -288,10 +288,8 @@ def grouped_errors(errors):
 
 
 def failure_reason(job):
-    for condition in (job.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Failed" and condition.get("status") == "True":
-            return f"{condition.get('reason', '')}: {condition.get('message', '')}".strip(": ") or "failed"
-    return "failed"
+    """Why a Job failed, for the retry table."""
+    return job_failure_detail(job) or "failed"
 
 
 # -- deletes ------------------------------------------------------------------------------------------------

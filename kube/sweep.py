@@ -12,7 +12,8 @@ import re
 import time
 
 from toolbox.kube.placement import ARRAY, Placement, completion_index
-from toolbox.kube.status import job_state, parse_time, pod_reason, pods_by_job, queued_reason, requested_gpu
+from toolbox.kube.status import (failed_condition, job_failure_detail, job_state, parse_time, pod_reason, pods_by_job,
+                                 queued_reason, requested_gpu)
 
 FINISHED = ("succeeded", "failed")
 CHANGES_KEPT = 200
@@ -68,17 +69,8 @@ def failure_reason(job, pod):
     reason = pod_reason(pod)
     if reason:
         return reason
-    for condition in ((job or {}).get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Failed" and condition.get("status") == "True":
-            return condition.get("reason") or "Failed"
-    return "failed"
-
-
-def _job_failure_detail(job):
-    for condition in ((job or {}).get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Failed" and condition.get("status") == "True":
-            return f"{condition.get('reason') or 'Failed'}: {condition.get('message') or ''}".strip(": ")
-    return ""
+    condition = failed_condition(job)
+    return (condition.get("reason") or "Failed") if condition else "failed"
 
 
 def run_times(job, pod, now):
@@ -113,7 +105,7 @@ def cell_record(cell, job, pod, products=None, job_name=None, now=None):
         detail = pod_reason(pod) or reason
     elif state == "failed":
         reason = failure_reason(job, pod)
-        detail = "; ".join(part for part in (pod_reason(pod), _job_failure_detail(job)) if part)
+        detail = "; ".join(part for part in (pod_reason(pod), job_failure_detail(job)) if part)
     node = ((pod or {}).get("spec") or {}).get("nodeName") or ""
     gpu = ((products or {}).get(node) or requested_gpu(pod)) if pod else ""
     started, seconds = run_times(job, pod, now) if job else (None, None)
